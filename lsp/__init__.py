@@ -1,0 +1,3 @@
+"""Language server (pygls) adapter. Imports no other project package; arrives with its issue."""
+
+__all__: list[str] = []
