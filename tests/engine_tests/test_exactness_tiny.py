@@ -1,0 +1,164 @@
+"""Speculative decoding equals greedy decoding, token for token, on a tiny random Qwen2.
+
+The drafters here are adversarial on purpose: always wrong, empty, right then wrong, right with
+wrong siblings ranked first (so the accepted path is scattered through the tree and the KV cache
+must be gathered), deep, wide, and drafts running past EOS.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from daemon.engine.decode import SpeculationConfig, generate
+from daemon.engine.drafters import ContextLookupDrafter
+from daemon.engine.models import LoadedModel
+from daemon.engine.stops import StopRule
+from daemon.engine.tree import Candidate
+
+VOCAB = 97
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        initializer_range=0.3, tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    return LoadedModel(
+        model=model, tokenizer=None, name="tiny-qwen2",  # type: ignore[arg-type]
+        device=torch.device("cpu"), dtype=torch.float32, eos_ids=frozenset(), load_seconds=0.0,
+    )
+
+
+PROMPTS = [[3, 14, 15, 92, 65, 35, 89, 79], [1], [5, 5, 5, 5, 5, 5], list(range(40))]
+
+
+def greedy(lm: LoadedModel, prompt: list[int], n: int, eos: Sequence[int] = ()) -> list[int]:
+    return generate(lm, prompt, StopRule(n, eos)).tokens
+
+
+class Oracle:
+    """Knows the greedy answer; proposes it with the given corruptions."""
+
+    def __init__(self, answer: list[int], prompt_len: int, mode: str, seed: int = 0) -> None:
+        self.answer, self.prompt_len, self.mode = answer, prompt_len, mode
+        self.rng = random.Random(seed)
+
+    def begin(self, prompt: Sequence[int]) -> None:
+        assert len(prompt) == self.prompt_len
+
+    def observe(self, accepted: Sequence[int]) -> None:
+        pass
+
+    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
+        done = len(context) - self.prompt_len
+        truth = tuple(self.answer[done : done + 12])
+        wrong = tuple((t + 1) % VOCAB for t in truth)
+        noise = [tuple(self.rng.randrange(VOCAB) for _ in range(8)) for _ in range(30)]
+        if self.mode == "empty":
+            return []
+        if self.mode == "all_wrong":
+            return [Candidate(wrong), *map(Candidate, noise)]
+        if self.mode == "right_then_wrong":
+            k = self.rng.randrange(len(truth) + 1)
+            return [Candidate(truth[:k] + wrong[k:])]
+        if self.mode == "scattered":
+            # wrong branches outweigh the truth at every depth, so BFS order puts them first
+            siblings = [Candidate(truth[:k] + wrong[k : k + 2], weight=5.0) for k in range(6)]
+            return [*siblings, Candidate(truth, weight=1.0)]
+        if self.mode == "wide":
+            return [Candidate(truth), *map(Candidate, noise)]
+        if self.mode == "deep":
+            return [Candidate(tuple(self.answer[done : done + 40]))]
+        raise AssertionError(self.mode)
+
+
+@pytest.mark.parametrize("mode", ["empty", "all_wrong", "right_then_wrong", "scattered", "wide", "deep"])
+@pytest.mark.parametrize("budget", [1, 8, 64])
+def test_adversarial_drafts_never_change_the_output(tiny: LoadedModel, mode: str, budget: int) -> None:
+    for prompt in PROMPTS:
+        answer = greedy(tiny, prompt, 48)
+        oracle = Oracle(answer + [0] * 64, len(prompt), mode)
+        spec = SpeculationConfig(budget=budget, max_depth=40)
+        result = generate(tiny, prompt, StopRule(48, ()), oracle, spec)
+        assert result.tokens == answer, (mode, budget, prompt)
+        if mode in ("deep", "scattered") and budget >= 8:
+            assert result.mean_accepted > 2.0  # the right drafts were really accepted
+
+
+def test_drafts_that_run_past_eos_stop_where_greedy_stops(tiny: LoadedModel) -> None:
+    prompt = PROMPTS[0]
+    answer = greedy(tiny, prompt, 60)
+    eos = answer[20]  # a token greedy emits mid-way acts as EOS
+    expected = greedy(tiny, prompt, 60, eos=[eos])
+    assert expected[-1] == eos and len(expected) <= 21
+    oracle = Oracle(answer + [0] * 64, len(prompt), "deep")
+    result = generate(tiny, prompt, StopRule(60, [eos]), oracle, SpeculationConfig(64, 40))
+    assert result.tokens == expected
+    assert result.stop_reason == "eos"
+
+
+def test_context_lookup_drafter_is_exact(tiny: LoadedModel) -> None:
+    for prompt in PROMPTS:
+        answer = greedy(tiny, prompt, 64)
+        result = generate(tiny, prompt, StopRule(64, ()), ContextLookupDrafter())
+        assert result.tokens == answer
+
+
+def test_greedy_loop_matches_hugging_face_generate(tiny: LoadedModel) -> None:
+    for prompt in PROMPTS:
+        ids = torch.tensor([prompt])
+        with torch.inference_mode():
+            out = tiny.model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
+                min_new_tokens=32, pad_token_id=0,
+            )
+        assert greedy(tiny, prompt, 32) == out[0, len(prompt) :].tolist()
+
+
+def test_tree_logits_equal_one_by_one_logits(tiny: LoadedModel) -> None:
+    from transformers import DynamicCache
+
+    from daemon.engine.decode import _forward
+    from daemon.engine.tree import build_tree, tree_attention_mask
+
+    prompt = PROMPTS[3]
+    tree = build_tree([Candidate((1, 2, 3)), Candidate((1, 4)), Candidate((5, 6))], 16, 8)
+    with torch.inference_mode():
+        cache = DynamicCache()
+        _forward(tiny, prompt, 0, None, cache, None)
+        mask = tree_attention_mask(tree, len(prompt), torch.float32, torch.device("cpu"))
+        tree_logits = _forward(tiny, [7, *tree.tokens], len(prompt), (0, *tree.depths), cache, mask)
+        for node in range(tree.size):
+            path = []
+            walk = node
+            while walk >= 0:
+                path.append(tree.tokens[walk])
+                walk = tree.parents[walk]
+            sequence = [*prompt, 7, *reversed(path)]
+            alone = _forward(tiny, sequence, 0, None, DynamicCache(), None)[-1]
+            assert torch.allclose(tree_logits[node + 1], alone, atol=1e-4)
+
+
+def test_cancellation_stops_within_a_step(tiny: LoadedModel) -> None:
+    calls = 0
+
+    def cancel_after_three() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 3
+
+    answer = greedy(tiny, PROMPTS[0], 40)
+    result = generate(tiny, PROMPTS[0], StopRule(40, ()), ContextLookupDrafter(),
+                      should_cancel=cancel_after_three)
+    assert result.stop_reason == "cancelled"
+    assert len(result.steps) == 3
+    assert result.tokens == answer[: len(result.tokens)]
