@@ -75,8 +75,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         ids, _ = fit_prompt(lm, lm.tokenizer(text)["input_ids"], options.max_new_tokens)
         for method in methods:
             runs[method].append(run_method(lm, method, ids, options.max_new_tokens))
-        tqdm.write(f"{task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
-                   file=sys.stderr)
+        tqdm.write(
+            f"{task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
+            file=sys.stderr,
+        )
 
     reference = runs["ar"]
     ar_rate = _rate(reference)
@@ -92,8 +94,11 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             "identical": same / len(completions),
             "new_tokens": sum(c.new_tokens for c in completions),
             "seconds": sum(c.seconds for c in completions),
-            "mismatched": [t for (t, _), c, r in zip(prompts, completions, reference, strict=True)
-                           if c.tokens != r.tokens],
+            "mismatched": [
+                t
+                for (t, _), c, r in zip(prompts, completions, reference, strict=True)
+                if c.tokens != r.tokens
+            ],
             "accepted_histogram": _histogram(completions),
         }
     return {

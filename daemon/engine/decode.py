@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -100,7 +101,8 @@ def _compact_cache(cache: DynamicCache, past_len: int, keep: list[int]) -> None:
     new_len = past_len + len(keep)
     contiguous = keep == list(range(len(keep)))
     index = None if contiguous else torch.tensor(keep) + past_len
-    for layer in cache.layers:
+    layers: list[Any] = list(cache.layers)  # DynamicLayer: .keys/.values (B, H, T, D)
+    for layer in layers:
         if index is not None:
             index = index.to(layer.keys.device)
             # (B, H, T, D): the gathered copy is made before the write, so overlap is safe

@@ -59,7 +59,9 @@ class Completion:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def fit_prompt(lm: LoadedModel, prompt: Sequence[int], max_new_tokens: int) -> tuple[list[int], int]:
+def fit_prompt(
+    lm: LoadedModel, prompt: Sequence[int], max_new_tokens: int
+) -> tuple[list[int], int]:
     """Left-truncate `prompt` so prompt + new tokens fit the model's context; (ids, dropped)."""
     window = int(getattr(lm.model.config, "max_position_embeddings", 0) or 0)
     if window <= 0:
@@ -83,7 +85,7 @@ def run_method(
     """Generate with `method`; the prompt must already fit (see `fit_prompt`)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    stop = StopRule(max_new_tokens, lm.eos_ids, stop_strings, lm.tokenizer.decode)
+    stop = StopRule(max_new_tokens, lm.eos_ids, stop_strings, lambda ids: _text(lm, ids, False))
     if method in ("hf", "pld"):
         return _run_hf(lm, method, prompt, stop)
     drafter = ContextLookupDrafter() if method == "codeswift" else None
@@ -91,8 +93,12 @@ def run_method(
     return _completion(lm, method, result, stop)
 
 
+def _text(lm: LoadedModel, ids: Sequence[int], skip_special: bool) -> str:
+    return str(lm.tokenizer.decode(list(ids), skip_special_tokens=skip_special))
+
+
 def _completion(lm: LoadedModel, method: str, result: DecodeResult, stop: StopRule) -> Completion:
-    text = stop.trim(lm.tokenizer.decode(result.tokens, skip_special_tokens=True))
+    text = stop.trim(_text(lm, result.tokens, True))
     return Completion(
         method=method,
         tokens=result.tokens,
@@ -113,7 +119,7 @@ def _run_hf(lm: LoadedModel, method: str, prompt: Sequence[int], stop: StopRule)
         nonlocal forwards
         forwards += 1
 
-    extra = {"prompt_lookup_num_tokens": 10} if method == "pld" else {}
+    extra: dict[str, Any] = {"prompt_lookup_num_tokens": 10} if method == "pld" else {}
     if stop.stop_strings:
         extra |= {"stop_strings": list(stop.stop_strings), "tokenizer": lm.tokenizer}
     handle = lm.model.register_forward_pre_hook(count)

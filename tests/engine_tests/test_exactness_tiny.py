@@ -27,14 +27,25 @@ VOCAB = 97
 def tiny() -> LoadedModel:
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        initializer_range=0.3, tie_word_embeddings=False,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.3,
+        tie_word_embeddings=False,
     )
     model = Qwen2ForCausalLM(config).eval()
     return LoadedModel(
-        model=model, tokenizer=None, name="tiny-qwen2",  # type: ignore[arg-type]
-        device=torch.device("cpu"), dtype=torch.float32, eos_ids=frozenset(), load_seconds=0.0,
+        model=model,
+        tokenizer=None,
+        name="tiny-qwen2",  # type: ignore[arg-type]
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        eos_ids=frozenset(),
+        load_seconds=0.0,
     )
 
 
@@ -81,9 +92,13 @@ class Oracle:
         raise AssertionError(self.mode)
 
 
-@pytest.mark.parametrize("mode", ["empty", "all_wrong", "right_then_wrong", "scattered", "wide", "deep"])
+@pytest.mark.parametrize(
+    "mode", ["empty", "all_wrong", "right_then_wrong", "scattered", "wide", "deep"]
+)
 @pytest.mark.parametrize("budget", [1, 8, 64])
-def test_adversarial_drafts_never_change_the_output(tiny: LoadedModel, mode: str, budget: int) -> None:
+def test_adversarial_drafts_never_change_the_output(
+    tiny: LoadedModel, mode: str, budget: int
+) -> None:
     for prompt in PROMPTS:
         answer = greedy(tiny, prompt, 48)
         oracle = Oracle(answer + [0] * 64, len(prompt), mode)
@@ -118,8 +133,12 @@ def test_greedy_loop_matches_hugging_face_generate(tiny: LoadedModel) -> None:
         ids = torch.tensor([prompt])
         with torch.inference_mode():
             out = tiny.model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
-                min_new_tokens=32, pad_token_id=0,
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=32,
+                do_sample=False,
+                min_new_tokens=32,
+                pad_token_id=0,
             )
         assert greedy(tiny, prompt, 32) == out[0, len(prompt) :].tolist()
 
@@ -157,8 +176,9 @@ def test_cancellation_stops_within_a_step(tiny: LoadedModel) -> None:
         return calls > 3
 
     answer = greedy(tiny, PROMPTS[0], 40)
-    result = generate(tiny, PROMPTS[0], StopRule(40, ()), ContextLookupDrafter(),
-                      should_cancel=cancel_after_three)
+    result = generate(
+        tiny, PROMPTS[0], StopRule(40, ()), ContextLookupDrafter(), should_cancel=cancel_after_three
+    )
     assert result.stop_reason == "cancelled"
     assert len(result.steps) == 3
     assert result.tokens == answer[: len(result.tokens)]

@@ -1,0 +1,196 @@
+"""The `codeswift` command as a user runs it: a subprocess, its exit code and its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, require_real_model
+
+
+def codeswift(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert needle in lines[0]
+
+
+def test_empty_prompt(tmp_path: Path) -> None:
+    prompt = tmp_path / "empty.py"
+    prompt.write_text("  \n")
+    assert_one_line_error(codeswift("generate", str(prompt)), "empty")
+
+
+def test_prompt_that_is_not_utf8(tmp_path: Path) -> None:
+    prompt = tmp_path / "latin1.py"
+    prompt.write_bytes(b"x = '\xe9t\xe9'\n")
+    assert_one_line_error(codeswift("generate", str(prompt)), "not UTF-8")
+
+
+def test_missing_prompt_file(tmp_path: Path) -> None:
+    assert_one_line_error(codeswift("generate", str(tmp_path / "nope.py")), "cannot read")
+
+
+def test_unknown_model_lists_the_known_ones(tmp_path: Path) -> None:
+    prompt = tmp_path / "p.py"
+    prompt.write_text("def f():\n")
+    result = codeswift("generate", str(prompt), "--model", "gpt-17")
+    assert_one_line_error(result, "qwen2.5-coder-0.5b")
+    assert "smollm2-135m" in result.stderr
+    assert_one_line_error(codeswift("setup", "--model", "gpt-17"), "known models")
+
+
+def test_max_new_tokens_zero(tmp_path: Path) -> None:
+    prompt = tmp_path / "p.py"
+    prompt.write_text("def f():\n")
+    assert_one_line_error(codeswift("generate", str(prompt), "--max-new-tokens", "0"), "at least 1")
+
+
+def test_model_folder_without_weights(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    prompt = tmp_path / "p.py"
+    prompt.write_text("def f():\n")
+    result = codeswift("generate", str(prompt), "--model", str(tmp_path))
+    assert_one_line_error(result, "no weights")
+
+
+@pytest.fixture(scope="module")
+def short_context_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2 with a 64-token context and the real tokenizer, saved as a folder."""
+    require_real_model()
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from daemon.engine.registry import DEFAULT_MODEL, MODELS, converted_dir
+
+    folder = tmp_path_factory.mktemp("short-context")
+    tokenizer = AutoTokenizer.from_pretrained(converted_dir(MODELS[DEFAULT_MODEL]))
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_long_prompt_is_truncated_from_the_left_and_said(
+    short_context_model: Path, tmp_path: Path
+) -> None:
+    prompt = tmp_path / "long.py"
+    prompt.write_text("".join(f"value_{i} = {i}\n" for i in range(200)))
+    result = codeswift(
+        "generate",
+        str(prompt),
+        "--model",
+        str(short_context_model),
+        "--max-new-tokens",
+        "8",
+        "--json",
+        "--dtype",
+        "float32",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dropped its first" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["prompt_tokens"] == 64 - 8
+    assert report["truncated_tokens"] > 0
+
+
+@pytest.mark.real_model
+def test_generate_json_with_the_real_model() -> None:
+    require_real_model()
+    sample = REPO / "examples" / "sample_prompt.py"
+    result = codeswift("generate", str(sample), "--max-new-tokens", "24", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in (
+        "text",
+        "new_tokens",
+        "steps",
+        "mean_accepted",
+        "seconds",
+        "tokens_per_s",
+        "method",
+        "model",
+        "device",
+        "dtype",
+    ):
+        assert key in report
+    assert report["method"] == "codeswift" and report["model"] == "qwen2.5-coder-0.5b"
+    assert report["new_tokens"] == 24 and "return Vector2" in report["text"]
+
+
+@pytest.mark.real_model
+def test_generate_reads_stdin_and_prints_text() -> None:
+    require_real_model()
+    result = codeswift(
+        "generate", "-", "--max-new-tokens", "8", "--method", "ar", stdin=b"def fibonacci(n):\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "tok/s" in result.stderr
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
+    require_real_model()
+    out = tmp_path / "bench.json"
+    result = codeswift(
+        "bench",
+        "--suite",
+        "humaneval",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "32",
+        "--methods",
+        "ar,pld,codeswift",
+        "--dtype",
+        "float32",
+        "--json",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["suite"] == "humaneval" and report["env"]["dtype"] == "float32"
+    assert set(report["methods"]) == {"ar", "pld", "codeswift"}
+    for row in report["methods"].values():
+        assert row["identical"] == 1.0
+        assert row["tokens_per_s"] > 0 and row["mean_accepted"] >= 1.0
+    assert report["methods"]["ar"]["speedup"] == 1.0
+    assert "codeswift" in result.stdout
+
+
+def test_setup_is_idempotent_once_set_up() -> None:
+    require_real_model()
+    result = codeswift("setup")
+    assert result.returncode == 0, result.stderr
+    assert "ready at" in result.stderr
