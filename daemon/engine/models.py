@@ -29,7 +29,14 @@ from daemon.engine.registry import (
 )
 from daemon.errors import UsageError
 
-__all__ = ["LoadedModel", "convert_gguf", "load_model", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "LoadedModel",
+    "convert_gguf",
+    "load_model",
+    "load_tokenizer",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +150,15 @@ def _source_for(spec: str) -> tuple[str, str]:
     raise UsageError(
         f"unknown model {spec!r}; known models: {known_names()} (or a local folder or hub id)"
     )
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """Just the tokenizer of `spec` (indexing needs no weights)."""
+    _, source = _source_for(spec)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise UsageError(f"could not load the tokenizer of {spec}: {exc}") from None
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:

@@ -14,7 +14,8 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from daemon.engine.decode import SpeculationConfig, generate
+from daemon.engine.budget import FixedBudget
+from daemon.engine.decode import generate
 from daemon.engine.drafters import ContextLookupDrafter
 from daemon.engine.models import LoadedModel
 from daemon.engine.stops import StopRule
@@ -69,6 +70,9 @@ class Oracle:
     def observe(self, accepted: Sequence[int]) -> None:
         pass
 
+    def finish(self, generated: Sequence[int]) -> None:
+        pass
+
     def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
         done = len(context) - self.prompt_len
         truth = tuple(self.answer[done : done + 12])
@@ -102,8 +106,7 @@ def test_adversarial_drafts_never_change_the_output(
     for prompt in PROMPTS:
         answer = greedy(tiny, prompt, 48)
         oracle = Oracle(answer + [0] * 64, len(prompt), mode)
-        spec = SpeculationConfig(budget=budget, max_depth=40)
-        result = generate(tiny, prompt, StopRule(48, ()), oracle, spec)
+        result = generate(tiny, prompt, StopRule(48, ()), oracle, FixedBudget(budget), max_depth=40)
         assert result.tokens == answer, (mode, budget, prompt)
         if mode in ("deep", "scattered") and budget >= 8:
             assert result.mean_accepted > 2.0  # the right drafts were really accepted
@@ -116,7 +119,7 @@ def test_drafts_that_run_past_eos_stop_where_greedy_stops(tiny: LoadedModel) -> 
     expected = greedy(tiny, prompt, 60, eos=[eos])
     assert expected[-1] == eos and len(expected) <= 21
     oracle = Oracle(answer + [0] * 64, len(prompt), "deep")
-    result = generate(tiny, prompt, StopRule(60, [eos]), oracle, SpeculationConfig(64, 40))
+    result = generate(tiny, prompt, StopRule(60, [eos]), oracle, FixedBudget(64), max_depth=40)
     assert result.tokens == expected
     assert result.stop_reason == "eos"
 
@@ -182,3 +185,28 @@ def test_cancellation_stops_within_a_step(tiny: LoadedModel) -> None:
     assert result.stop_reason == "cancelled"
     assert len(result.steps) == 3
     assert result.tokens == answer[: len(result.tokens)]
+
+
+def test_retrieval_drafter_with_every_switch_is_exact(tiny: LoadedModel) -> None:
+    from daemon.engine.budget import AdaptiveBudget, CostCurve
+    from daemon.engine.datastore import SuffixIndex
+    from daemon.engine.drafters import HistoryDrafter
+    from daemon.engine.retrieval import RetrievalConfig, RetrievalDrafter
+
+    answers = {tuple(p): greedy(tiny, p, 48) for p in PROMPTS}
+    # stores that hold the true continuations (so drafts get accepted) plus noise
+    rng = random.Random(1)
+    docs = [list(p) + a for p, a in answers.items()]
+    docs += [[rng.randrange(VOCAB) for _ in range(200)] for _ in range(5)]
+    general = SuffixIndex.build(docs, {})
+    project = SuffixIndex.build(docs[: len(answers)], {})
+    curve = CostCurve((1, 16, 64), (10.0, 12.0, 30.0))
+    switches = ["context", "general", "project", "cache", "timing"]
+    for off in [None, *switches]:
+        config = RetrievalConfig(**({f"use_{off}": False} if off else {}))
+        history = HistoryDrafter()
+        for prompt, answer in answers.items():
+            drafter = RetrievalDrafter(general, project, config, history, frozenset({0, 1}))
+            result = generate(tiny, list(prompt), StopRule(48, ()), drafter, AdaptiveBudget(curve))
+            assert result.tokens == answer, off
+            assert result.mean_accepted > 1.5, off  # the stores' true continuations were used

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from daemon.bench import humaneval_prompts
-from daemon.engine.methods import Completion, fit_prompt, run_method
+from daemon.engine.methods import Completion, Engine, fit_prompt, run_method
 from daemon.engine.models import LoadedModel, load_model
-from tests.conftest import require_real_model
+from tests.conftest import REPO, require_real_model
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -18,32 +18,55 @@ def qwen_fp32() -> LoadedModel:
     return load_model("qwen2.5-coder-0.5b", device="cpu", dtype="float32")
 
 
-def _run(lm: LoadedModel, method: str, prompt: str, n: int) -> Completion:
-    ids, _ = fit_prompt(lm, lm.tokenizer(prompt)["input_ids"], n)
-    return run_method(lm, method, ids, n)
+@pytest.fixture(scope="module")
+def engine(qwen_fp32: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """The real engine: stdlib general store, and this repository's code as the project."""
+    from daemon.engine.general_store import open_general_store
+    from daemon.engine.project_store import ProjectStore
+
+    shards = tmp_path_factory.mktemp("project-shards")
+    project = ProjectStore(REPO / "daemon", qwen_fp32.tokenizer, folder=shards)
+    project.sync()
+    return Engine(qwen_fp32, open_general_store(qwen_fp32.tokenizer), project)
 
 
-def test_codeswift_equals_greedy_on_ten_humaneval_prompts(qwen_fp32: LoadedModel) -> None:
+def _run(engine: Engine, method: str, prompt: str, n: int) -> Completion:
+    ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], n)
+    return run_method(engine, method, ids, n)
+
+
+def test_codeswift_equals_greedy_on_ten_humaneval_prompts(engine: Engine) -> None:
     accepted = []
     for task_id, prompt in humaneval_prompts(10):
-        reference = _run(qwen_fp32, "ar", prompt, 128)
-        fast = _run(qwen_fp32, "codeswift", prompt, 128)
+        reference = _run(engine, "ar", prompt, 128)
+        fast = _run(engine, "codeswift", prompt, 128)
         assert fast.tokens == reference.tokens, task_id
         assert fast.text == reference.text
         accepted.append(fast.mean_accepted)
     assert sum(accepted) / len(accepted) > 1.1  # drafts were really accepted, not just skipped
 
 
-def test_our_greedy_equals_hugging_face_greedy(qwen_fp32: LoadedModel) -> None:
+def test_our_greedy_equals_hugging_face_greedy(engine: Engine) -> None:
     for _, prompt in humaneval_prompts(2):
-        assert _run(qwen_fp32, "ar", prompt, 48).tokens == _run(qwen_fp32, "hf", prompt, 48).tokens
+        assert _run(engine, "ar", prompt, 48).tokens == _run(engine, "hf", prompt, 48).tokens
 
 
-def test_stop_strings_cut_both_methods_at_the_same_token(qwen_fp32: LoadedModel) -> None:
+def test_stop_strings_cut_both_methods_at_the_same_token(engine: Engine) -> None:
     _, prompt = humaneval_prompts(1)[0]
-    ids, _ = fit_prompt(qwen_fp32, qwen_fp32.tokenizer(prompt)["input_ids"], 128)
-    plain = run_method(qwen_fp32, "ar", ids, 128, stop_strings=("\n\n",))
-    fast = run_method(qwen_fp32, "codeswift", ids, 128, stop_strings=("\n\n",))
+    ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 128)
+    plain = run_method(engine, "ar", ids, 128, stop_strings=("\n\n",))
+    fast = run_method(engine, "codeswift", ids, 128, stop_strings=("\n\n",))
     assert plain.stop_reason == "stop_string"
     assert fast.tokens == plain.tokens
     assert "\n\n" not in fast.text and fast.text.strip()
+
+
+def test_every_method_and_ablation_equals_greedy(engine: Engine) -> None:
+    from daemon.engine.methods import METHODS
+
+    ours = [m for m in METHODS if m not in ("ar", "hf")]
+    for _, prompt in humaneval_prompts(12)[10:]:
+        ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 64)
+        reference = run_method(engine, "ar", ids, 64).tokens
+        for method in ours:
+            assert run_method(engine, method, ids, 64).tokens == reference, method

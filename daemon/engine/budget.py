@@ -1,0 +1,140 @@
+"""Hardware-aware draft budgets: how many tree nodes to verify per step on this device.
+
+Verification is not free on a CPU (DESIGN.md §4): the forward cost grows with the number of
+query tokens, slowly up to ~8 and fast after 16 in bf16, and already at 4 in fp32. We measure
+that cost curve once per (model, device, dtype, threads), cache it, and each step pick the tree
+size that maximises expected tokens per second given the acceptance seen so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from transformers import DynamicCache
+
+from daemon.engine.models import LoadedModel
+from daemon.engine.registry import cache_root
+
+__all__ = ["AdaptiveBudget", "BudgetPolicy", "CostCurve", "FixedBudget", "cost_curve"]
+
+logger = logging.getLogger(__name__)
+
+SIZES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 65)
+_CONTEXT = 512
+
+
+class BudgetPolicy(Protocol):
+    def choose(self) -> int:
+        """Tree nodes to verify this step (besides the root)."""
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """What the last step's tree of `drafted` nodes gave."""
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """Forward milliseconds for q query tokens, at a mid-sized context."""
+
+    sizes: tuple[int, ...]
+    ms: tuple[float, ...]
+
+    def cost(self, tokens: int) -> float:
+        """Linear interpolation between measured sizes (clamped at the ends)."""
+        sizes, ms = self.sizes, self.ms
+        if tokens <= sizes[0]:
+            return ms[0]
+        for i in range(1, len(sizes)):
+            if tokens <= sizes[i]:
+                fraction = (tokens - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
+                return ms[i - 1] + (ms[i] - ms[i - 1]) * fraction
+        return ms[-1] * tokens / sizes[-1]
+
+
+class FixedBudget:
+    """Always the same tree size (REST uses 64)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    def choose(self) -> int:
+        return self.budget
+
+    def record(self, drafted: int, accepted: int) -> None:
+        pass
+
+
+class AdaptiveBudget:
+    """Pick B maximising (1 + E[accepted | B]) / cost(B + 1).
+
+    Acceptance grows roughly with the log of the tree size (wider trees catch more near
+    misses), so we model E[accepted | B] = rate * log2(1 + B) and learn `rate` as a running
+    average of accepted / log2(1 + drafted) over recent steps.
+    """
+
+    CHOICES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+    def __init__(self, curve: CostCurve, rate: float = 0.5, smoothing: float = 0.1) -> None:
+        self.curve = curve
+        self.rate = rate
+        self.smoothing = smoothing
+
+    def choose(self) -> int:
+        def speed(budget: int) -> float:
+            return (1 + self.rate * math.log2(1 + budget)) / self.curve.cost(budget + 1)
+
+        return max(self.CHOICES, key=speed)
+
+    def record(self, drafted: int, accepted: int) -> None:
+        if drafted <= 0:
+            return
+        observed = accepted / math.log2(1 + drafted)
+        self.rate += self.smoothing * (observed - self.rate)
+
+
+def cost_curve(lm: LoadedModel) -> CostCurve:
+    """The cached curve for this model, device, dtype and thread count; measured if absent."""
+    key = f"{lm.name}-{lm.device.type}-{lm.dtype_name}-t{torch.get_num_threads()}".replace("/", "_")
+    path = cache_root() / "costs" / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+        return CostCurve(tuple(data["sizes"]), tuple(data["ms"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    curve = measure_cost_curve(lm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"sizes": curve.sizes, "ms": curve.ms}))
+    tmp.replace(path)
+    logger.info("cost curve %s: %s", key, dict(zip(curve.sizes, curve.ms, strict=True)))
+    return curve
+
+
+def measure_cost_curve(lm: LoadedModel, repeats: int = 3) -> CostCurve:
+    """Median forward time of q tokens after a 512-token cache, for each q in SIZES."""
+    vocab = int(lm.model.config.vocab_size)
+    generator = torch.Generator().manual_seed(0)
+    prefix = torch.randint(0, vocab, (1, _CONTEXT), generator=generator).to(lm.device)
+    with torch.inference_mode():
+        cache = DynamicCache()
+        lm.model(input_ids=prefix, cache=cache, use_cache=True, logits_to_keep=1)
+        timings = []
+        for size in SIZES:
+            ids = torch.randint(0, vocab, (1, size), generator=generator).to(lm.device)
+            positions = torch.arange(_CONTEXT, _CONTEXT + size, device=lm.device)[None]
+            samples = []
+            for _ in range(repeats + 1):  # the first run of a shape warms it up
+                started = time.perf_counter()
+                out = lm.model(input_ids=ids, position_ids=positions, cache=cache, use_cache=True)
+                out.logits.argmax(-1).tolist()
+                samples.append((time.perf_counter() - started) * 1000)
+                for layer in cache.layers:  # drop what this probe appended
+                    layer.keys = layer.keys[:, :, :_CONTEXT]  # type: ignore[union-attr,index]
+                    layer.values = layer.values[:, :, :_CONTEXT]  # type: ignore[union-attr,index]
+            timings.append(sorted(samples[1:])[len(samples[1:]) // 2])
+    return CostCurve(SIZES, tuple(round(t, 2) for t in timings))

@@ -1,0 +1,178 @@
+"""Token datastores: a uint32 token array with a suffix array, searched for the context's suffix.
+
+Documents are joined with a separator no tokenizer emits, so a match never spans two files and a
+continuation stops at the end of its file. Retrieval (REST-style): the longest suffix of the
+context (16 tokens down to 2) that occurs in the store, and what followed its occurrences.
+Qwen's vocabulary (151,936) does not fit REST's u16 store, hence uint32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydivsufsort import divsufsort
+
+__all__ = ["SEPARATOR", "Match", "StoreCorrupt", "SuffixIndex", "crc32_of"]
+
+SEPARATOR = 0xFFFF_FFFF  # no tokenizer has 2**32 - 1 tokens
+SCHEMA = 1
+_TOKENS, _SUFFIXES, _META = "tokens.npy", "suffixes.npy", "meta.json"
+
+
+class StoreCorrupt(Exception):
+    """A persisted store failed its length or checksum check; the caller rebuilds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Where the longest matching context suffix (`length` tokens) occurs: a suffix-array range."""
+
+    length: int
+    low: int
+    high: int
+
+    @property
+    def count(self) -> int:
+        return self.high - self.low
+
+
+class SuffixIndex:
+    """Immutable searchable token store (arrays may be memory-mapped)."""
+
+    def __init__(self, tokens: np.ndarray, suffixes: np.ndarray, meta: dict[str, Any]) -> None:
+        self.tokens = tokens  # (T,) uint32, documents joined by SEPARATOR
+        self.suffixes = suffixes  # (T,) int32/int64 suffix start positions in sorted order
+        self.meta = meta
+
+    @classmethod
+    def build(
+        cls, documents: Iterable[Sequence[int] | np.ndarray], meta: dict[str, Any]
+    ) -> SuffixIndex:
+        parts: list[np.ndarray] = []
+        for document in documents:
+            if len(document):
+                parts.append(np.asarray(document, dtype=np.uint32))
+                parts.append(np.array([SEPARATOR], dtype=np.uint32))
+        tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+        suffixes = divsufsort(tokens) if len(tokens) else np.zeros(0, dtype=np.int32)
+        return cls(tokens, suffixes, {**meta, "schema": SCHEMA, "documents": len(parts) // 2})
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    # -- search -----------------------------------------------------------------------------
+
+    def _range(self, pattern: list[int]) -> tuple[int, int]:
+        """Suffix-array range [low, high) of the suffixes that start with `pattern`."""
+        tokens, suffixes, n = self.tokens, self.suffixes, len(pattern)
+        low, high = 0, len(suffixes)
+        while low < high:  # first suffix >= pattern
+            mid = (low + high) // 2
+            start = int(suffixes[mid])
+            if tokens[start : start + n].tolist() < pattern:
+                low = mid + 1
+            else:
+                high = mid
+        first, high = low, len(suffixes)
+        while low < high:  # first suffix whose n-prefix > pattern
+            mid = (low + high) // 2
+            start = int(suffixes[mid])
+            if tokens[start : start + n].tolist() <= pattern:
+                low = mid + 1
+            else:
+                high = mid
+        return first, low
+
+    def longest_match(
+        self, context: Sequence[int], max_len: int = 16, min_len: int = 2
+    ) -> Match | None:
+        """The longest suffix of `context` (max_len..min_len tokens) found in the store.
+
+        If a suffix of length n occurs, every shorter suffix occurs too, so binary search over n.
+        """
+        max_len = min(max_len, len(context))
+        if max_len < min_len or not len(self.tokens):
+            return None
+        best: Match | None = None
+        low, high = min_len, max_len
+        while low <= high:
+            n = (low + high) // 2
+            first, last = self._range(list(context[len(context) - n :]))
+            if last > first:
+                best = Match(n, first, last)
+                low = n + 1
+            else:
+                high = n - 1
+        return best
+
+    def continuations(self, match: Match, depth: int, limit: int) -> list[tuple[int, ...]]:
+        """What followed up to `limit` occurrences of `match` (spread evenly over them)."""
+        if match.count <= limit:
+            picks = range(match.low, match.high)
+        else:
+            picks = np.linspace(match.low, match.high - 1, limit).astype(np.int64).tolist()
+        found = []
+        for pick in picks:
+            start = int(self.suffixes[pick]) + match.length
+            following = self.tokens[start : start + depth].tolist()
+            if SEPARATOR in following:
+                following = following[: following.index(SEPARATOR)]
+            if following:
+                found.append(tuple(following))
+        return found
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write atomically: a temporary sibling folder, then one rename."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        try:
+            np.save(tmp / _TOKENS, self.tokens)
+            np.save(tmp / _SUFFIXES, self.suffixes)
+            meta = {
+                **self.meta,
+                "length": len(self.tokens),
+                "crc32": [crc32_of(self.tokens), crc32_of(self.suffixes)],
+            }
+            (tmp / _META).write_text(json.dumps(meta))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path, expect: dict[str, Any]) -> SuffixIndex:
+        """Memory-map a saved store; StoreCorrupt if it is damaged or was built for other inputs."""
+        try:
+            meta = json.loads((folder / _META).read_text())
+            tokens = np.load(folder / _TOKENS, mmap_mode="r")
+            suffixes = np.load(folder / _SUFFIXES, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise StoreCorrupt(f"{folder}: unreadable ({exc})") from None
+        if meta.get("schema") != SCHEMA:
+            raise StoreCorrupt(f"{folder}: schema {meta.get('schema')}, need {SCHEMA}")
+        for key, value in expect.items():
+            if meta.get(key) != value:
+                raise StoreCorrupt(f"{folder}: built for another {key}")
+        if not (len(tokens) == len(suffixes) == meta.get("length")):
+            raise StoreCorrupt(f"{folder}: truncated")
+        if meta.get("crc32") != [crc32_of(tokens), crc32_of(suffixes)]:
+            raise StoreCorrupt(f"{folder}: checksum mismatch")
+        return cls(tokens, suffixes, meta)
+
+
+def crc32_of(array: np.ndarray) -> int:
+    """Checksum of an array's bytes (detects torn or damaged store files)."""
+    return zlib.crc32(np.ascontiguousarray(array).data)

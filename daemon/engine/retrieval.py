@@ -1,0 +1,210 @@
+"""CodeSwift drafting: several sources merged into one weighted candidate set.
+
+Sources (paper §3, DESIGN.md §1):
+  * the general datastore (common code) and the project datastore (the open workspace),
+    searched for the longest suffix of the context;
+  * the context itself (prompt + output so far), like prompt lookup;
+  * the model's own earlier output (the LLM-preference cache), kept across requests, so drafts
+    follow what this model actually writes.
+Retrieval timing skips the datastores where they rarely pay, and a small cache reuses the
+datastore answer for a matched context seen before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from daemon.engine.datastore import SuffixIndex
+from daemon.engine.drafters import ContextLookupDrafter, HistoryDrafter
+from daemon.engine.tree import Candidate
+
+__all__ = ["RetrievalConfig", "RetrievalDrafter", "RetrievalStats", "retrieval_latency"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    """What the drafter uses; each switch is an ablation (`codeswift-no-<part>`)."""
+
+    use_context: bool = True
+    use_general: bool = True
+    use_project: bool = True
+    use_cache: bool = True  # retrieval cache + the model-preference history
+    use_timing: bool = True
+    parallel: bool = False  # measured: see RetrievalDrafter._search
+    general_weight: float = 1.0
+    project_weight: float = 2.0
+    context_weight: float = 3.0
+    history_weight: float = 2.0
+    max_continuations: int = 32
+    max_depth: int = 10
+    cache_entries: int = 4096
+    skip_after_misses: int = 4  # retrieval timing: back off after this many fruitless searches
+    backoff_steps: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_continuations < 1 or self.max_depth < 1 or self.cache_entries < 1:
+            raise ValueError("max_continuations, max_depth and cache_entries must be >= 1")
+
+
+@dataclass
+class RetrievalStats:
+    """Per-request counters for reports: how often each path ran and what it cost."""
+
+    searches: int = 0
+    skipped: int = 0
+    cache_hits: int = 0
+    search_ms: list[float] = field(default_factory=list)
+
+
+class RetrievalDrafter:
+    """Drafter over datastores + context + model history (see module docstring)."""
+
+    def __init__(
+        self,
+        general: SuffixIndex | None,
+        project: SuffixIndex | None = None,
+        config: RetrievalConfig | None = None,
+        history: HistoryDrafter | None = None,
+        whitespace_ids: frozenset[int] = frozenset(),
+    ) -> None:
+        self.config = config or RetrievalConfig()
+        self.general = general if self.config.use_general else None
+        self.project = project if self.config.use_project else None
+        self.context = ContextLookupDrafter() if self.config.use_context else None
+        # The preference history outlives requests: the caller keeps one per workspace.
+        self.history = history if self.config.use_cache else None
+        self.whitespace_ids = whitespace_ids
+        self._cache: OrderedDict[tuple[int, ...], list[Candidate]] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=2) if self.config.parallel else None
+        self._misses = 0
+        self._backoff = 0
+        self._last_from_store: set[tuple[int, ...]] = set()
+        self.stats = RetrievalStats()
+
+    # -- Drafter protocol -------------------------------------------------------------------
+
+    def begin(self, prompt: Sequence[int]) -> None:
+        if self.context is not None:
+            self.context.begin(prompt)
+        self._misses = self._backoff = 0
+        self.stats = RetrievalStats()
+
+    def observe(self, accepted: Sequence[int]) -> None:
+        if self._last_from_store:
+            drafted = len(accepted) - 1
+            hit = drafted > 0 and any(
+                tuple(accepted[:drafted]) == c[:drafted] for c in self._last_from_store
+            )
+            self._misses = 0 if hit else self._misses + 1
+            if self._misses >= self.config.skip_after_misses:
+                self._backoff, self._misses = self.config.backoff_steps, 0
+
+    def finish(self, generated: Sequence[int]) -> None:
+        """The request is over: remember what the model wrote, for later requests."""
+        if self.history is not None and generated:
+            self.history.remember(generated)
+
+    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
+        depth = self.config.max_depth
+        candidates: list[Candidate] = []
+        if self.context is not None:
+            candidates += _weighted(
+                self.context.propose(context, depth), self.config.context_weight
+            )
+        if self.history is not None:
+            candidates += _weighted(
+                self.history.propose(context, depth), self.config.history_weight
+            )
+        self._last_from_store = set()
+        if self._should_retrieve(context):
+            found = self._retrieve(context)
+            self._last_from_store = {c.tokens for c in found}
+            candidates += found
+        return candidates
+
+    # -- retrieval --------------------------------------------------------------------------
+
+    def _should_retrieve(self, context: Sequence[int]) -> bool:
+        """Retrieval timing (paper idea 2): skip where the datastores rarely pay."""
+        if self.general is None and self.project is None:
+            return False
+        if not self.config.use_timing:
+            return True
+        if self._backoff > 0:
+            self._backoff -= 1
+            self.stats.skipped += 1
+            return False
+        if context and context[-1] in self.whitespace_ids:
+            self.stats.skipped += 1
+            return False
+        return True
+
+    def _retrieve(self, context: Sequence[int]) -> list[Candidate]:
+        key = tuple(context[-16:])  # longest_match reads at most 16 tokens
+        if self.config.use_cache and key in self._cache:
+            self._cache.move_to_end(key)
+            self.stats.cache_hits += 1
+            return self._cache[key]
+        started = time.perf_counter()
+        stores = [
+            (store, weight)
+            for store, weight in (
+                (self.general, self.config.general_weight),
+                (self.project, self.config.project_weight),
+            )
+            if store is not None
+        ]
+        if self._pool is not None and len(stores) > 1:
+            futures = [self._pool.submit(self._search, s, w, context) for s, w in stores]
+            found = [c for f in futures for c in f.result()]
+        else:
+            found = [c for s, w in stores for c in self._search(s, w, context)]
+        self.stats.searches += 1
+        self.stats.search_ms.append((time.perf_counter() - started) * 1000)
+        if self.config.use_cache:
+            self._cache[key] = found
+            if len(self._cache) > self.config.cache_entries:
+                self._cache.popitem(last=False)
+        return found
+
+    def _search(self, store: SuffixIndex, weight: float, context: Sequence[int]) -> list[Candidate]:
+        match = store.longest_match(context)
+        if match is None:
+            return []
+        # longer matches are better evidence; spread the weight over the occurrences
+        share = weight * match.length / max(match.count, 1)
+        continuations = store.continuations(
+            match, self.config.max_depth, self.config.max_continuations
+        )
+        return [Candidate(tokens, share) for tokens in continuations]
+
+
+def _weighted(candidates: list[Candidate], weight: float) -> list[Candidate]:
+    return [Candidate(c.tokens, c.weight * weight) for c in candidates]
+
+
+def retrieval_latency(
+    general: SuffixIndex | None,
+    project: SuffixIndex | None,
+    contexts: Sequence[Sequence[int]],
+    parallel: bool,
+) -> dict[str, float]:
+    """Datastore search time per step over `contexts` (no cache, no timing policy)."""
+    config = RetrievalConfig(
+        use_context=False, use_cache=False, use_timing=False, parallel=parallel
+    )
+    drafter = RetrievalDrafter(general, project, config)
+    for context in contexts:
+        drafter._retrieve(context)
+    samples = sorted(drafter.stats.search_ms)
+    if not samples:
+        return {"p50_ms": 0.0, "p99_ms": 0.0, "searches": 0}
+    return {
+        "p50_ms": round(samples[len(samples) // 2], 4),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
+        "searches": len(samples),
+    }

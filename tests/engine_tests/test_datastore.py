@@ -1,0 +1,161 @@
+"""Suffix-array stores: search against brute force, persistence, corruption, project shards."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.engine.datastore import SEPARATOR, StoreCorrupt, SuffixIndex
+
+
+def brute_longest(docs: list[list[int]], context: list[int], lo: int = 2, hi: int = 16):  # type: ignore[no-untyped-def]
+    """(length, sorted continuation starts) of the longest context suffix found in docs."""
+    for n in range(min(hi, len(context)), lo - 1, -1):
+        pattern = context[-n:]
+        starts = []
+        for d, doc in enumerate(docs):
+            for i in range(len(doc) - n + 1):
+                if doc[i : i + n] == pattern:
+                    starts.append((d, i + n))
+        if starts:
+            return n, sorted(starts)
+    return None
+
+
+docs_strategy = st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=40), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=docs_strategy, context=st.lists(st.integers(0, 4), min_size=0, max_size=20))
+def test_longest_match_and_continuations_agree_with_brute_force(docs, context) -> None:  # type: ignore[no-untyped-def]
+    index = SuffixIndex.build(docs, {})
+    match = index.longest_match(context)
+    expected = brute_longest(docs, context)
+    if expected is None:
+        assert match is None
+        return
+    assert match is not None and match.length == expected[0]
+    assert match.count == len(expected[1])
+    want = sorted(tuple(docs[d][i : i + 3]) for d, i in expected[1] if docs[d][i : i + 3])
+    assert sorted(index.continuations(match, depth=3, limit=10_000)) == want
+
+
+def test_real_token_arrays(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, 151_936, size=n).tolist() for n in (500, 1000, 3)]
+    docs.append(docs[1][100:140])  # a repeat across files
+    index = SuffixIndex.build(docs, {})
+    match = index.longest_match([7, *docs[1][110:126]])
+    assert match is not None and match.length == 16 and match.count == 2
+    continuations = index.continuations(match, depth=20, limit=8)
+    assert tuple(docs[1][126:146]) in continuations
+    assert tuple(docs[1][126:140]) in continuations  # the copy ends at its file's end
+    assert all(SEPARATOR not in c for c in continuations)
+
+
+def test_continuations_are_sampled_evenly_when_many() -> None:
+    index = SuffixIndex.build([[1, 2, 3] * 200], {})
+    match = index.longest_match([1, 2])
+    assert match is not None and match.count == 200
+    assert len(index.continuations(match, depth=2, limit=16)) == 16
+
+
+def test_round_trip_and_memory_map(tmp_path: Path) -> None:
+    index = SuffixIndex.build([[1, 2, 3], [4, 5, 6, 1, 2]], {"tokenizer": "t1"})
+    index.save(tmp_path / "store")
+    loaded = SuffixIndex.load(tmp_path / "store", {"tokenizer": "t1"})
+    assert isinstance(loaded.tokens, np.memmap)
+    assert loaded.tokens.tolist() == index.tokens.tolist()
+    assert loaded.continuations(loaded.longest_match([9, 1, 2]), 5, 5) == [(3,)]  # type: ignore[arg-type]
+
+
+def test_another_tokenizer_is_refused(tmp_path: Path) -> None:
+    SuffixIndex.build([[1, 2, 3]], {"tokenizer": "t1"}).save(tmp_path / "store")
+    with pytest.raises(StoreCorrupt, match="tokenizer"):
+        SuffixIndex.load(tmp_path / "store", {"tokenizer": "t2"})
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "meta", "missing"])
+def test_damage_is_detected(tmp_path: Path, damage: str) -> None:
+    folder = tmp_path / "store"
+    SuffixIndex.build([list(range(100))], {}).save(folder)
+    tokens = folder / "tokens.npy"
+    if damage == "flip":
+        raw = bytearray(tokens.read_bytes())
+        raw[-10] ^= 0xFF
+        tokens.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        tokens.write_bytes(tokens.read_bytes()[:-40])
+    elif damage == "meta":
+        (folder / "meta.json").write_text("{not json")
+    else:
+        (folder / "suffixes.npy").unlink()
+    with pytest.raises(StoreCorrupt):
+        SuffixIndex.load(folder, {})
+
+
+class CharTokenizer:
+    """One token per character: enough for the project store's bookkeeping."""
+
+    backend_tokenizer = None
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"chars": 0}
+
+    def __call__(self, text, add_special_tokens: bool = False):  # type: ignore[no-untyped-def]
+        if isinstance(text, list):
+            return {"input_ids": [[ord(c) for c in t] for t in text]}
+        return {"input_ids": [ord(c) for c in text]}
+
+
+def test_project_store_follows_the_folder(tmp_path: Path) -> None:
+    from daemon.engine.project_store import ProjectStore
+
+    root = tmp_path / "ws"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "a.py").write_text("def alpha_beta_gamma():\n    return 1\n")
+    (root / "b.py").write_text("x = 1\n")
+    (root / "blob.py").write_bytes(b"\0\1\2binary")
+    (root / "latin.py").write_bytes(b"s = '\xe9'\n")
+    (root / "node_modules").mkdir()
+    (root / "node_modules" / "dep.js").write_text("ignored()")
+    store = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")
+    report = store.sync()
+    assert report["files"] == 2 and report["skipped"] == {"binary": 1, "not_utf8": 1}
+    context = [ord(c) for c in "def alpha_beta"]
+    match = store.index().longest_match(context)
+    assert match is not None and match.length == 14
+
+    again = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")  # persisted
+    assert again.files == ["b.py", "pkg/a.py"]
+    assert again.sync()["indexed"] == 0  # nothing changed: nothing re-read
+
+    (root / "pkg" / "a.py").unlink()
+    time.sleep(0.01)
+    (root / "b.py").write_text("def alpha_beta_delta():\n    pass\n")
+    report = again.sync()
+    assert report["files"] == 1 and report["indexed"] == 1
+    found = again.index().continuations(again.index().longest_match(context), 6, 10)  # type: ignore[arg-type]
+    assert found == [tuple(ord(c) for c in "_delta")]
+
+
+def test_damaged_shard_is_dropped_and_reindexed(tmp_path: Path) -> None:
+    from daemon.engine.project_store import ProjectStore
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "a.py").write_text("print('hello')\n")
+    shards = tmp_path / "shards"
+    ProjectStore(root, CharTokenizer(), folder=shards).sync()
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["files"]["a.py"]["crc32"] += 1
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    store = ProjectStore(root, CharTokenizer(), folder=shards)
+    assert store.files == []
+    assert store.sync()["indexed"] == 1
