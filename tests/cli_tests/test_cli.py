@@ -194,3 +194,49 @@ def test_setup_is_idempotent_once_set_up() -> None:
     result = codeswift("setup")
     assert result.returncode == 0, result.stderr
     assert "ready at" in result.stderr
+
+
+@pytest.mark.real_model
+def test_index_reports_counts_and_reruns_without_work(tmp_path: Path) -> None:
+    require_real_model()
+    workspace = tmp_path / "ws"
+    (workspace / "pkg").mkdir(parents=True)
+    (workspace / "pkg" / "shapes.py").write_text("def area(w, h):\n    return w * h\n")
+    (workspace / "blob.py").write_bytes(b"\0\0binary")
+    (workspace / "huge.py").write_text("x = 1\n" * 300_000)
+    first = codeswift("index", str(workspace), "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert {"files", "skipped", "chunks", "tokens", "seconds"} <= set(report)
+    assert report["files"] == 1 and report["tokens"] > 5
+    assert report["skipped"] == {"binary": 1, "too_large": 1}
+    again = json.loads(codeswift("index", str(workspace), "--json").stdout)
+    assert again["indexed"] == 0 and again["files"] == 1
+
+
+@pytest.mark.real_model
+def test_generate_with_a_workspace_and_rest(tmp_path: Path) -> None:
+    require_real_model()
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "geometry.py").write_text(
+        "def rectangle_area(width, height):\n    return width * height\n"
+    )
+    prompt = tmp_path / "p.py"
+    prompt.write_text("from geometry import rectangle_area\n\n\ndef square_area(side):\n")
+    for method in ("codeswift", "rest"):
+        result = codeswift(
+            "generate",
+            str(prompt),
+            "--workspace",
+            str(workspace),
+            "--method",
+            method,
+            "--max-new-tokens",
+            "12",
+            "--json",
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["method"] == method
+    bad = codeswift("generate", str(prompt), "--method", "magic")
+    assert_one_line_error(bad, "unknown method")
