@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = commands.add_parser("bench", help="run methods side by side on a suite")
-    bench.add_argument("--suite", default="humaneval")
+    bench.add_argument("--suite", default="humaneval", help="humaneval, or stores (datastores)")
     bench.add_argument("--limit", type=_positive, default=20)
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
@@ -188,6 +188,14 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.suite == "stores":
+        from daemon.store_bench import run_store_bench
+
+        report = run_store_bench(args.model, _workspace(args.workspace))
+        print(json.dumps(report, indent=2))
+        if args.json_file:
+            args.json_file.write_text(json.dumps(report, indent=2))
+        return 0
     from daemon.bench import BenchOptions, format_table, run_bench
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())

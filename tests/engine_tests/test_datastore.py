@@ -159,3 +159,27 @@ def test_damaged_shard_is_dropped_and_reindexed(tmp_path: Path) -> None:
     store = ProjectStore(root, CharTokenizer(), folder=shards)
     assert store.files == []
     assert store.sync()["indexed"] == 1
+
+
+def test_general_store_is_cached_and_rebuilt_when_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.engine.general_store import open_general_store
+
+    monkeypatch.setenv("CODESWIFT_CACHE_DIR", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.py").write_text("import os\nprint(os.getcwd())\n")
+    (corpus / "b.py").write_bytes(b"\xff\xfe not utf-8")
+    sources = sorted(corpus.glob("*.py"))
+    first = open_general_store(CharTokenizer(), sources)
+    assert first.meta["files"] == 1 and first.meta["skipped"] == {"not_utf8": 1}
+    original = first.tokens.tolist()  # copy: the damage below rewrites the mapped file in place
+    (folder,) = (tmp_path / "cache" / "stores").iterdir()
+    tokens = folder / "tokens.npy"
+    tokens.write_bytes(tokens.read_bytes()[:-8])  # a torn write
+    rebuilt = open_general_store(CharTokenizer(), sources)
+    assert rebuilt.tokens.tolist() == original
+    assert SuffixIndex.load(folder, {}).tokens.tolist() == original
+    (corpus / "a.py").write_text("import sys\n")  # the corpus changed: a new store, new key
+    assert open_general_store(CharTokenizer(), sources).tokens.tolist() != original
