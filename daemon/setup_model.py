@@ -83,7 +83,10 @@ def _convert(name: str) -> None:
             gguf = assemble_gguf(model, Path(scratch), progress=bar.update)
         _say(f"{name}: sha256 verified; converting to safetensors (about a minute)")
         started = time.perf_counter()
-        target = convert_gguf(model, gguf)
+        try:
+            target = convert_gguf(model, gguf)
+        except (ValueError, OSError, RuntimeError, ImportError) as exc:
+            raise UsageError(f"converting {name} failed: {exc}") from exc
     _say(f"{name}: converted in {time.perf_counter() - started:.0f} s into {target}")
 
 
