@@ -35,6 +35,7 @@ class BenchOptions:
     dtype: str
     device: str
     workspace: Path | None = None
+    corpus: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -74,7 +75,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     prompts = _suite_prompts(options.suite, options.limit)
     needs_store = any(m == "rest" or m.startswith("codeswift") for m in methods)
     engine = open_engine(
-        options.model, options.device, options.dtype, options.workspace, with_general=needs_store
+        options.model, options.device, options.dtype, options.workspace, needs_store, options.corpus
     )
     lm = engine.lm
     warm = lm.tokenizer(_WARMUP_PROMPT)["input_ids"]
@@ -112,6 +113,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             ],
             "accepted_histogram": _histogram(completions),
             **_percentiles([ms for c in completions for ms in c.retrieval_ms], "retrieval"),
+            "store_hit_rate": _hit_rates(completions),
         }
     return {
         "suite": options.suite,
@@ -148,6 +150,17 @@ def _retrieval_report(engine: Any, reference: list[Any], prompts: Any, lm: Any) 
         "sequential": retrieval_latency(engine.general, project, contexts, parallel=False),
         "parallel": retrieval_latency(engine.general, project, contexts, parallel=True),
     }
+
+
+def _hit_rates(completions: Sequence[Any]) -> dict[str, Any]:
+    """Per context ending: how often the store drafts gave the model's next token."""
+    steps: dict[str, int] = {}
+    hits: dict[str, int] = {}
+    for completion in completions:
+        for kind, count in completion.store_steps.items():
+            steps[kind] = steps.get(kind, 0) + count
+            hits[kind] = hits.get(kind, 0) + completion.store_hits.get(kind, 0)
+    return {k: {"steps": steps[k], "rate": round(hits[k] / steps[k], 3)} for k in sorted(steps)}
 
 
 def _rate(completions: Sequence[Any]) -> float:

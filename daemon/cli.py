@@ -52,6 +52,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=_DTYPES, default="auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--max-new-tokens", type=_positive, default=128, metavar="N")
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="more code for the general store besides the standard library (repeatable)",
+    )
+
+
+def _corpus(folders: list[str]) -> tuple[Path, ...]:
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"corpus folder {folder} is not a folder")
+    return tuple(Path(folder) for folder in folders)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +124,9 @@ def _generate(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown method {args.method!r}; known: {', '.join(METHODS)}")
     workspace = _workspace(args.workspace)
     needs_store = args.method == "rest" or args.method.startswith("codeswift")
-    engine = open_engine(args.model, args.device, args.dtype, workspace, with_general=needs_store)
+    engine = open_engine(
+        args.model, args.device, args.dtype, workspace, needs_store, _corpus(args.corpus)
+    )
     lm = engine.lm
     try:
         ids, dropped = fit_prompt(lm, lm.tokenizer(text)["input_ids"], args.max_new_tokens)
@@ -208,6 +224,7 @@ def _bench(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         device=args.device,
         workspace=_workspace(args.workspace),
+        corpus=_corpus(args.corpus),
     )
     report = run_bench(options)
     print(format_table(report))

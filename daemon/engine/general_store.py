@@ -13,7 +13,13 @@ from typing import Any
 from daemon.engine.datastore import SCHEMA, StoreCorrupt, SuffixIndex
 from daemon.engine.registry import cache_root
 
-__all__ = ["open_general_store", "read_source", "stdlib_sources", "tokenizer_fingerprint"]
+__all__ = [
+    "corpus_sources",
+    "open_general_store",
+    "read_source",
+    "stdlib_sources",
+    "tokenizer_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,18 @@ def stdlib_sources() -> list[Path]:
         for path in root.rglob("*.py")
         if not _SKIP_PARTS.intersection(path.relative_to(root).parts)
     )
+
+
+def corpus_sources(extra_folders: Sequence[Path] = ()) -> list[Path]:
+    """The default corpus (the standard library) plus the .py files of `extra_folders`."""
+    sources = stdlib_sources()
+    for folder in extra_folders:
+        sources += sorted(
+            path
+            for path in Path(folder).rglob("*.py")
+            if not _SKIP_PARTS.intersection(path.relative_to(folder).parts)
+        )
+    return sources
 
 
 def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str | None]:

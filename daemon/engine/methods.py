@@ -21,7 +21,7 @@ from daemon.engine.budget import AdaptiveBudget, BudgetPolicy, CostCurve, FixedB
 from daemon.engine.datastore import SuffixIndex
 from daemon.engine.decode import DecodeResult, generate
 from daemon.engine.drafters import ContextLookupDrafter, Drafter, HistoryDrafter
-from daemon.engine.general_store import open_general_store
+from daemon.engine.general_store import corpus_sources, open_general_store
 from daemon.engine.models import LoadedModel, load_model
 from daemon.engine.project_store import ProjectStore
 from daemon.engine.retrieval import RetrievalConfig, RetrievalDrafter
@@ -116,6 +116,8 @@ class Completion:
     prefill_s: float
     accepted_per_step: list[int]
     retrieval_ms: list[float] = field(default_factory=list)
+    store_steps: dict[str, int] = field(default_factory=dict)
+    store_hits: dict[str, int] = field(default_factory=dict)
 
     @property
     def new_tokens(self) -> int:
@@ -137,10 +139,16 @@ def open_engine(
     dtype: str = "auto",
     workspace: Path | None = None,
     with_general: bool = True,
+    corpus: Sequence[Path] = (),
 ) -> Engine:
-    """Load the model and the draft stores it needs (built on first use, cached after)."""
+    """Load the model and the draft stores it needs (built on first use, cached after).
+
+    The general store holds the standard library plus the .py files of `corpus` folders.
+    """
     lm = load_model(model, device, dtype)
-    general = open_general_store(lm.tokenizer) if with_general else None
+    general = None
+    if with_general:
+        general = open_general_store(lm.tokenizer, corpus_sources(corpus))
     project = None
     if workspace is not None:
         project = ProjectStore(workspace, lm.tokenizer)
@@ -181,7 +189,13 @@ def run_method(
     result = generate(lm, prompt, stop, drafter, budget, should_cancel)
     completion = _completion(lm, method, result, stop)
     if isinstance(drafter, RetrievalDrafter):
-        return replace(completion, retrieval_ms=drafter.stats.search_ms)
+        stats = drafter.stats
+        return replace(
+            completion,
+            retrieval_ms=stats.search_ms,
+            store_steps=stats.store_steps,
+            store_hits=stats.store_hits,
+        )
     return completion
 
 

@@ -58,6 +58,10 @@ class RetrievalStats:
     skipped: int = 0
     cache_hits: int = 0
     search_ms: list[float] = field(default_factory=list)
+    # retrieval timing evidence: steps with store drafts, and those where the model accepted
+    # at least one store token, split by what the context ended with
+    store_steps: dict[str, int] = field(default_factory=dict)
+    store_hits: dict[str, int] = field(default_factory=dict)
 
 
 class RetrievalDrafter:
@@ -83,6 +87,7 @@ class RetrievalDrafter:
         self._misses = 0
         self._backoff = 0
         self._last_from_store: set[tuple[int, ...]] = set()
+        self._last_kind = "other"
         self.stats = RetrievalStats()
 
     # -- Drafter protocol -------------------------------------------------------------------
@@ -95,10 +100,10 @@ class RetrievalDrafter:
 
     def observe(self, accepted: Sequence[int]) -> None:
         if self._last_from_store:
-            drafted = len(accepted) - 1
-            hit = drafted > 0 and any(
-                tuple(accepted[:drafted]) == c[:drafted] for c in self._last_from_store
-            )
+            hit = len(accepted) > 1 and any(c[0] == accepted[0] for c in self._last_from_store)
+            kind = self._last_kind
+            self.stats.store_steps[kind] = self.stats.store_steps.get(kind, 0) + 1
+            self.stats.store_hits[kind] = self.stats.store_hits.get(kind, 0) + hit
             self._misses = 0 if hit else self._misses + 1
             if self._misses >= self.config.skip_after_misses:
                 self._backoff, self._misses = self.config.backoff_steps, 0
@@ -120,6 +125,7 @@ class RetrievalDrafter:
                 self.history.propose(context, depth), self.config.history_weight
             )
         self._last_from_store = set()
+        self._last_kind = "after_whitespace" if context[-1] in self.whitespace_ids else "other"
         if self._should_retrieve(context):
             found = self._retrieve(context)
             self._last_from_store = {c.tokens for c in found}
@@ -138,7 +144,7 @@ class RetrievalDrafter:
             self._backoff -= 1
             self.stats.skipped += 1
             return False
-        if context and context[-1] in self.whitespace_ids:
+        if self._last_kind == "after_whitespace":
             self.stats.skipped += 1
             return False
         return True

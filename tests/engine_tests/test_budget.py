@@ -1,0 +1,39 @@
+"""Draft budgets from a cost curve: interpolation, and choices that follow acceptance."""
+
+from __future__ import annotations
+
+from daemon.engine.budget import AdaptiveBudget, CostCurve, FixedBudget
+
+# roughly this CPU in bf16 (DESIGN.md §4) and in fp32 (4 tokens already cost twice one)
+BF16 = CostCurve((1, 8, 16, 32, 64, 65), (58.0, 66.0, 74.0, 100.0, 147.0, 149.0))
+FP32 = CostCurve((1, 2, 4, 8, 16, 65), (80.0, 85.0, 170.0, 210.0, 240.0, 300.0))
+
+
+def test_cost_interpolates_and_extrapolates() -> None:
+    assert BF16.cost(1) == 58.0
+    assert BF16.cost(12) == 70.0
+    assert BF16.cost(130) == 298.0
+
+
+def test_budget_grows_with_acceptance_and_shrinks_without() -> None:
+    policy = AdaptiveBudget(BF16, rate=0.5)
+    start = policy.choose()
+    for _ in range(50):
+        policy.record(start, 0)  # nothing is ever accepted
+    low = policy.choose()
+    for _ in range(50):
+        policy.record(16, 6)  # long accepted runs
+    high = policy.choose()
+    assert low < start <= high
+    assert low == 1
+
+
+def test_a_steep_curve_keeps_trees_small() -> None:
+    assert AdaptiveBudget(FP32, rate=0.5).choose() <= 2
+    assert AdaptiveBudget(BF16, rate=0.5).choose() >= 8
+
+
+def test_fixed_budget_ignores_feedback() -> None:
+    policy = FixedBudget(64)
+    policy.record(64, 0)
+    assert policy.choose() == 64
