@@ -24,7 +24,7 @@ from daemon.engine.drafters import ContextLookupDrafter, Drafter, HistoryDrafter
 from daemon.engine.general_store import corpus_sources, open_general_store
 from daemon.engine.models import LoadedModel, load_model
 from daemon.engine.project_store import ProjectStore
-from daemon.engine.retrieval import RetrievalConfig, RetrievalDrafter
+from daemon.engine.retrieval import RetrievalCache, RetrievalConfig, RetrievalDrafter
 from daemon.engine.stops import StopRule
 
 __all__ = [
@@ -63,6 +63,8 @@ class Engine:
         self.project = project
         # the model's own output across requests; one per method so ablations never share it
         self.histories: dict[str, HistoryDrafter] = {}
+        self.caches: dict[str, RetrievalCache] = {}
+        self._indexed: SuffixIndex | None = None
         self._curve: CostCurve | None = None
         self._whitespace: frozenset[int] | None = None
 
@@ -79,6 +81,16 @@ class Engine:
             self._whitespace = frozenset(i for i, t in enumerate(texts) if t and not t.strip())
         return self._whitespace
 
+    def _project_index(self) -> SuffixIndex | None:
+        """The project store's current index; cached retrievals die with their index."""
+        if self.project is None:
+            return None
+        index = self.project.index()
+        if index is not self._indexed:
+            self.caches.clear()
+            self._indexed = index
+        return index
+
     def plan(self, method: str) -> tuple[Drafter | None, BudgetPolicy | None]:
         """The drafter and budget policy that make up `method`."""
         if method == "ar":
@@ -94,9 +106,10 @@ class Engine:
         config = RetrievalConfig(**{f"use_{off}": False} if off and off != "budget" else {})
         drafter = RetrievalDrafter(
             self.general,
-            self.project.index() if self.project is not None else None,
+            self._project_index(),
             config,
             history=self.histories.setdefault(method, HistoryDrafter()),
+            cache=self.caches.setdefault(method, RetrievalCache(config.cache_entries)),
             whitespace_ids=self.whitespace_ids() if config.use_timing else frozenset(),
         )
         budget: BudgetPolicy = FixedBudget(16) if off == "budget" else AdaptiveBudget(self.curve())

@@ -22,7 +22,13 @@ from daemon.engine.datastore import SuffixIndex
 from daemon.engine.drafters import ContextLookupDrafter, HistoryDrafter
 from daemon.engine.tree import Candidate
 
-__all__ = ["RetrievalConfig", "RetrievalDrafter", "RetrievalStats", "retrieval_latency"]
+__all__ = [
+    "RetrievalCache",
+    "RetrievalConfig",
+    "RetrievalDrafter",
+    "RetrievalStats",
+    "retrieval_latency",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,26 @@ class RetrievalConfig:
             raise ValueError("max_continuations, max_depth and cache_entries must be >= 1")
 
 
+class RetrievalCache:
+    """Least-recently-used map from the context's last 16 tokens to the datastores' answer."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._items: OrderedDict[tuple[int, ...], list[Candidate]] = OrderedDict()
+
+    def get(self, key: tuple[int, ...]) -> list[Candidate] | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[int, ...], value: list[Candidate]) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self.entries:
+            self._items.popitem(last=False)
+
+
 @dataclass
 class RetrievalStats:
     """Per-request counters for reports: how often each path ran and what it cost."""
@@ -74,15 +100,17 @@ class RetrievalDrafter:
         config: RetrievalConfig | None = None,
         history: HistoryDrafter | None = None,
         whitespace_ids: frozenset[int] = frozenset(),
+        cache: RetrievalCache | None = None,
     ) -> None:
         self.config = config or RetrievalConfig()
         self.general = general if self.config.use_general else None
         self.project = project if self.config.use_project else None
         self.context = ContextLookupDrafter() if self.config.use_context else None
-        # The preference history outlives requests: the caller keeps one per workspace.
         self.history = history if self.config.use_cache else None
         self.whitespace_ids = whitespace_ids
-        self._cache: OrderedDict[tuple[int, ...], list[Candidate]] = OrderedDict()
+        # Both the history and the retrieval cache outlive requests when the caller passes its
+        # own (the engine keeps one of each per method): editors ask again around the same code.
+        self._cache = cache if cache is not None else RetrievalCache(self.config.cache_entries)
         self._pool = ThreadPoolExecutor(max_workers=2) if self.config.parallel else None
         self._misses = 0
         self._backoff = 0
@@ -151,10 +179,10 @@ class RetrievalDrafter:
 
     def _retrieve(self, context: Sequence[int]) -> list[Candidate]:
         key = tuple(context[-16:])  # longest_match reads at most 16 tokens
-        if self.config.use_cache and key in self._cache:
-            self._cache.move_to_end(key)
+        cached = self._cache.get(key) if self.config.use_cache else None
+        if cached is not None:
             self.stats.cache_hits += 1
-            return self._cache[key]
+            return cached
         started = time.perf_counter()
         stores = [
             (store, weight)
@@ -172,10 +200,12 @@ class RetrievalDrafter:
         self.stats.searches += 1
         self.stats.search_ms.append((time.perf_counter() - started) * 1000)
         if self.config.use_cache:
-            self._cache[key] = found
-            if len(self._cache) > self.config.cache_entries:
-                self._cache.popitem(last=False)
+            self._cache.put(key, found)
         return found
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def _search(self, store: SuffixIndex, weight: float, context: Sequence[int]) -> list[Candidate]:
         match = store.longest_match(context)
@@ -206,6 +236,7 @@ def retrieval_latency(
     drafter = RetrievalDrafter(general, project, config)
     for context in contexts:
         drafter._retrieve(context)
+    drafter.close()
     samples = sorted(drafter.stats.search_ms)
     if not samples:
         return {"p50_ms": 0.0, "p99_ms": 0.0, "searches": 0}
