@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from daemon.errors import UsageError
+from daemon.repo_suite import RepoTask, repo_tasks
 
 __all__ = ["BenchOptions", "format_table", "humaneval_prompts", "run_bench"]
 
@@ -36,6 +37,9 @@ class BenchOptions:
     device: str
     workspace: Path | None = None
     corpus: tuple[Path, ...] = ()
+    seed: int = 0
+    context_tokens: int = 1536  # prompts are left-truncated to this many tokens
+    project_weight: float = 2.0
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -52,10 +56,21 @@ def humaneval_prompts(limit: int) -> list[tuple[str, str]]:
     return [(p["task_id"], p["prompt"]) for p in problems[:limit]]
 
 
-def _suite_prompts(suite: str, limit: int) -> list[tuple[str, str]]:
-    if suite == "humaneval":
-        return humaneval_prompts(limit)
-    raise UsageError(f"unknown suite {suite!r}; available: humaneval")
+@dataclass(frozen=True, slots=True)
+class BenchTask:
+    task_id: str
+    prompt: str
+    hidden: RepoTask | None = None  # a repo task's body is hidden from the project store
+
+
+def _suite_tasks(options: BenchOptions) -> tuple[Path | None, list[BenchTask]]:
+    """The workspace the suite implies (if any) and its tasks."""
+    if options.suite == "humaneval":
+        return options.workspace, [BenchTask(*p) for p in humaneval_prompts(options.limit)]
+    if options.suite.startswith("repo:"):
+        root, tasks = repo_tasks(options.suite.removeprefix("repo:"), options.limit, options.seed)
+        return root, [BenchTask(t.task_id, t.prompt, t) for t in tasks]
+    raise UsageError(f"unknown suite {options.suite!r}; available: humaneval, repo:DIST, stores")
 
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
@@ -72,23 +87,29 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     methods = ("ar", *[m for m in options.methods if m != "ar"])
-    prompts = _suite_prompts(options.suite, options.limit)
+    workspace, tasks = _suite_tasks(options)
     needs_store = any(m == "rest" or m.startswith("codeswift") for m in methods)
     engine = open_engine(
-        options.model, options.device, options.dtype, options.workspace, needs_store, options.corpus
+        options.model, options.device, options.dtype, workspace, needs_store, options.corpus
     )
+    engine.retrieval_overrides = {"project_weight": options.project_weight}
     lm = engine.lm
     warm = lm.tokenizer(_WARMUP_PROMPT)["input_ids"]
     for method in methods:  # first calls pay one-off costs (allocator, kernels) outside timing
         run_method(engine, method, warm, 8)
 
     runs: dict[str, list[Any]] = {m: [] for m in methods}
-    for task_id, text in tqdm(prompts, desc=f"bench {options.suite}", unit="prompt"):
-        ids, _ = fit_prompt(lm, lm.tokenizer(text)["input_ids"], options.max_new_tokens)
+    for task in tqdm(tasks, desc=f"bench {options.suite}", unit="prompt"):
+        ids = lm.tokenizer(task.prompt)["input_ids"][-options.context_tokens :]
+        ids, _ = fit_prompt(lm, ids, options.max_new_tokens)
+        if task.hidden is not None and engine.project is not None:
+            engine.project.update_text(task.hidden.relative, task.hidden.masked_text)
         for method in methods:
             runs[method].append(run_method(engine, method, ids, options.max_new_tokens))
+        if task.hidden is not None and engine.project is not None:
+            engine.project.update_text(task.hidden.relative, task.hidden.original_text)
         tqdm.write(
-            f"{task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
+            f"{task.task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
             file=sys.stderr,
         )
 
@@ -107,8 +128,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             "new_tokens": sum(c.new_tokens for c in completions),
             "seconds": sum(c.seconds for c in completions),
             "mismatched": [
-                t
-                for (t, _), c, r in zip(prompts, completions, reference, strict=True)
+                task.task_id
+                for task, c, r in zip(tasks, completions, reference, strict=True)
                 if c.tokens != r.tokens
             ],
             "accepted_histogram": _histogram(completions),
@@ -117,11 +138,11 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         }
     return {
         "suite": options.suite,
-        "prompts": len(prompts),
+        "prompts": len(tasks),
         "max_new_tokens": options.max_new_tokens,
         "env": runtime_environment(lm),
         "methods": report_methods,
-        "retrieval": _retrieval_report(engine, runs["ar"], prompts, lm) if needs_store else {},
+        "retrieval": _retrieval_report(engine, runs["ar"], tasks, lm) if needs_store else {},
     }
 
 
@@ -135,13 +156,13 @@ def _percentiles(samples: list[float], name: str) -> dict[str, float]:
     }
 
 
-def _retrieval_report(engine: Any, reference: list[Any], prompts: Any, lm: Any) -> dict[str, Any]:
+def _retrieval_report(engine: Any, reference: list[Any], tasks: Any, lm: Any) -> dict[str, Any]:
     """Datastore search latency, sequential against parallel, on the contexts this run saw."""
     from daemon.engine.retrieval import retrieval_latency
 
     contexts = []
-    for (_, text), done in zip(prompts, reference, strict=True):
-        ids = lm.tokenizer(text)["input_ids"]
+    for task, done in zip(tasks, reference, strict=True):
+        ids = lm.tokenizer(task.prompt)["input_ids"]
         contexts += [ids + done.tokens[:k] for k in range(0, len(done.tokens), 2)]
     project = engine.project.index() if engine.project is not None else None
     return {

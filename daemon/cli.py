@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
     bench.add_argument("--workspace", help="project folder for the project store")
+    bench.add_argument("--seed", type=int, default=0, help="which functions repo:DIST picks")
+    bench.add_argument(
+        "--project-weight", type=float, default=2.0, help="project drafts vs general ones"
+    )
     _add_model_options(bench)
     return parser
 
@@ -225,6 +229,8 @@ def _bench(args: argparse.Namespace) -> int:
         device=args.device,
         workspace=_workspace(args.workspace),
         corpus=_corpus(args.corpus),
+        seed=args.seed,
+        project_weight=args.project_weight,
     )
     report = run_bench(options)
     print(format_table(report))

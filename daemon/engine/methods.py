@@ -65,6 +65,7 @@ class Engine:
         self.histories: dict[str, HistoryDrafter] = {}
         self.caches: dict[str, RetrievalCache] = {}
         self._indexed: SuffixIndex | None = None
+        self.retrieval_overrides: dict[str, Any] = {}  # RetrievalConfig fields, e.g. weights
         self._curve: CostCurve | None = None
         self._whitespace: frozenset[int] | None = None
 
@@ -103,7 +104,8 @@ class Engine:
             )
             return RetrievalDrafter(self.general, None, config), FixedBudget(64)
         off = method.removeprefix("codeswift-no-") if method != "codeswift" else ""
-        config = RetrievalConfig(**{f"use_{off}": False} if off and off != "budget" else {})
+        switches = {f"use_{off}": False} if off and off != "budget" else {}
+        config = RetrievalConfig(**self.retrieval_overrides, **switches)
         drafter = RetrievalDrafter(
             self.general,
             self._project_index(),
