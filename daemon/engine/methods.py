@@ -64,6 +64,7 @@ class Engine:
         # the model's own output across requests; one per method so ablations never share it
         self.histories: dict[str, HistoryDrafter] = {}
         self.caches: dict[str, RetrievalCache] = {}
+        self.budgets: dict[str, AdaptiveBudget] = {}
         self._indexed: SuffixIndex | None = None
         self.retrieval_overrides: dict[str, Any] = {}  # RetrievalConfig fields, e.g. weights
         self._curve: CostCurve | None = None
@@ -112,10 +113,12 @@ class Engine:
             config,
             history=self.histories.setdefault(method, HistoryDrafter()),
             cache=self.caches.setdefault(method, RetrievalCache(config.cache_entries)),
-            whitespace_ids=self.whitespace_ids() if config.use_timing else frozenset(),
+            whitespace_ids=self.whitespace_ids(),
         )
-        budget: BudgetPolicy = FixedBudget(16) if off == "budget" else AdaptiveBudget(self.curve())
-        return drafter, budget
+        if off == "budget":
+            return drafter, FixedBudget(16)
+        # acceptance learnt on earlier requests carries over to the next one
+        return drafter, self.budgets.setdefault(method, AdaptiveBudget(self.curve()))
 
 
 @dataclass(frozen=True)
