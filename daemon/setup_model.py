@@ -56,13 +56,16 @@ def _build_general_store(name: str) -> None:
     from daemon.engine.models import load_tokenizer
 
     started = time.perf_counter()
-    with tqdm(desc="general store (stdlib)", unit="file") as bar:
+    bars: list[tqdm] = []  # a bar appears only if the store has to be built
 
-        def advance(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="general store (stdlib)", unit="file"))
+        bars[0].update(done - bars[0].n)
 
-        store = open_general_store(load_tokenizer(name), progress=advance)
+    store = open_general_store(load_tokenizer(name), progress=advance)
+    for bar in bars:
+        bar.close()
     _say(f"general store: {len(store):,} tokens, ready in {time.perf_counter() - started:.1f} s")
 
 

@@ -24,7 +24,12 @@ from daemon.engine.drafters import ContextLookupDrafter, Drafter, HistoryDrafter
 from daemon.engine.general_store import corpus_sources, open_general_store
 from daemon.engine.models import LoadedModel, load_model
 from daemon.engine.project_store import ProjectStore
-from daemon.engine.retrieval import RetrievalCache, RetrievalConfig, RetrievalDrafter
+from daemon.engine.retrieval import (
+    RetrievalCache,
+    RetrievalConfig,
+    RetrievalDrafter,
+    TimingStats,
+)
 from daemon.engine.stops import StopRule
 
 __all__ = [
@@ -65,6 +70,7 @@ class Engine:
         self.histories: dict[str, HistoryDrafter] = {}
         self.caches: dict[str, RetrievalCache] = {}
         self.budgets: dict[str, AdaptiveBudget] = {}
+        self.timings: dict[str, TimingStats] = {}
         self._indexed: SuffixIndex | None = None
         self.retrieval_overrides: dict[str, Any] = {}  # RetrievalConfig fields, e.g. weights
         self._curve: CostCurve | None = None
@@ -113,6 +119,7 @@ class Engine:
             config,
             history=self.histories.setdefault(method, HistoryDrafter()),
             cache=self.caches.setdefault(method, RetrievalCache(config.cache_entries)),
+            timing=self.timings.setdefault(method, TimingStats()),
             whitespace_ids=self.whitespace_ids(),
         )
         if off == "budget":
