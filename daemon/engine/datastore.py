@@ -9,9 +9,6 @@ Qwen's vocabulary (151,936) does not fit REST's u16 store, hence uint32.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from pydivsufsort import divsufsort
+
+from daemon.engine.atomic import staged_folder
 
 __all__ = ["SEPARATOR", "Match", "StoreCorrupt", "SuffixIndex", "crc32_of"]
 
@@ -134,23 +133,15 @@ class SuffixIndex:
 
     def save(self, folder: Path) -> None:
         """Write atomically: a temporary sibling folder, then one rename."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
-            np.save(tmp / _TOKENS, self.tokens)
-            np.save(tmp / _SUFFIXES, self.suffixes)
+        with staged_folder(folder) as staging:
+            np.save(staging / _TOKENS, self.tokens)
+            np.save(staging / _SUFFIXES, self.suffixes)
             meta = {
                 **self.meta,
                 "length": len(self.tokens),
                 "crc32": [crc32_of(self.tokens), crc32_of(self.suffixes)],
             }
-            (tmp / _META).write_text(json.dumps(meta))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            (staging / _META).write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, folder: Path, expect: dict[str, Any]) -> SuffixIndex:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from daemon.engine.atomic import staged_folder
 from daemon.engine.registry import (
     MODELS,
     PackagedModel,
@@ -94,9 +92,7 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
 def convert_gguf(model: PackagedModel, gguf_path: Path) -> Path:
     """Dequantize `gguf_path` and save it as safetensors in the cache, atomically."""
     target = converted_dir(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".convert-{model.name}-", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         loaded = AutoModelForCausalLM.from_pretrained(
             gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
@@ -108,16 +104,10 @@ def convert_gguf(model: PackagedModel, gguf_path: Path) -> Path:
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(loaded.state_dict())
         plain.generation_config = loaded.generation_config
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
         manifest = {"name": model.name, "gguf_sha256": model.sha256, "schema": 1}
-        (tmp / _MANIFEST).write_text(json.dumps(manifest))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        (staging / _MANIFEST).write_text(json.dumps(manifest))
     return target
 
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from daemon.engine.atomic import write_atomically
 from daemon.engine.datastore import SuffixIndex, crc32_of
 from daemon.engine.general_store import read_source, tokenizer_fingerprint
 from daemon.engine.registry import cache_root
@@ -86,17 +86,6 @@ _IGNORED_DIRS = frozenset(
 _MANIFEST = "manifest.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class ProjectStore:
     """Per-file token shards of one workspace, and their merged suffix index."""
 
@@ -138,7 +127,7 @@ class ProjectStore:
 
     def _save_manifest(self) -> None:
         body = {"tokenizer": self.fingerprint, "files": self._manifest}
-        _atomic_write(self.folder / _MANIFEST, json.dumps(body).encode())
+        write_atomically(self.folder / _MANIFEST, json.dumps(body).encode())
 
     def update_text(self, relative: str, text: str, stat: os.stat_result | None = None) -> int:
         """Index `text` as the content of `relative`; returns its token count."""
@@ -146,7 +135,7 @@ class ProjectStore:
         tokens = np.asarray(ids, dtype=np.uint32)
         buffer = _npy_bytes(tokens)
         with self._lock:
-            _atomic_write(self._shard_path(relative), buffer)
+            write_atomically(self._shard_path(relative), buffer)
             self._shards[relative] = tokens
             self._manifest[relative] = {
                 "tokens": len(tokens),
