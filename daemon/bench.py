@@ -39,7 +39,7 @@ class BenchOptions:
     corpus: tuple[Path, ...] = ()
     seed: int = 0
     context_tokens: int = 1536  # prompts are left-truncated to this many tokens
-    project_weight: float = 2.0
+    project_weight: float = 6.0
 
     def __post_init__(self) -> None:
         if self.limit < 1:

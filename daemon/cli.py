@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workspace", help="project folder for the project store")
     bench.add_argument("--seed", type=int, default=0, help="which functions repo:DIST picks")
     bench.add_argument(
-        "--project-weight", type=float, default=2.0, help="project drafts vs general ones"
+        "--project-weight", type=float, default=6.0, help="project drafts vs general ones"
     )
     _add_model_options(bench)
     return parser
