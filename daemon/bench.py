@@ -164,10 +164,10 @@ def _retrieval_report(engine: Any, reference: list[Any], tasks: Any, lm: Any) ->
     for task, done in zip(tasks, reference, strict=True):
         ids = lm.tokenizer(task.prompt)["input_ids"]
         contexts += [ids + done.tokens[:k] for k in range(0, len(done.tokens), 2)]
-    project = engine.project.index() if engine.project is not None else None
+    project = engine.project.layers() if engine.project is not None else ()
     return {
         "general_tokens": len(engine.general) if engine.general is not None else 0,
-        "project_tokens": len(project) if project is not None else 0,
+        "project_tokens": sum(len(layer) for layer in project),
         "sequential": retrieval_latency(engine.general, project, contexts, parallel=False),
         "parallel": retrieval_latency(engine.general, project, contexts, parallel=True),
     }

@@ -47,7 +47,8 @@ def run_store_bench(model: str, workspace: Path | None) -> dict[str, Any]:
         project = ProjectStore(workspace, tokenizer, folder=Path(scratch) / "shards")
         sync = project.sync()
         started = time.perf_counter()
-        merged = project.index()
+        project.compact()
+        merged = project.layers()
         merge_s = time.perf_counter() - started
 
         lines = _sample_lines(workspace, 2000)

@@ -47,10 +47,22 @@ class Match:
 class SuffixIndex:
     """Immutable searchable token store (arrays may be memory-mapped)."""
 
-    def __init__(self, tokens: np.ndarray, suffixes: np.ndarray, meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        suffixes: np.ndarray,
+        meta: dict[str, Any],
+        hidden: np.ndarray | None = None,
+    ) -> None:
         self.tokens = tokens  # (T,) uint32, documents joined by SEPARATOR
         self.suffixes = suffixes  # (T,) int32/int64 suffix start positions in sorted order
         self.meta = meta
+        self.hidden = hidden  # (H, 2) sorted [start, end) token ranges never drafted from
+
+    def hiding(self, spans: Iterable[tuple[int, int]]) -> SuffixIndex:
+        """The same index (arrays shared) with `spans` left out of every continuation."""
+        ordered = np.array(sorted(spans), dtype=np.int64).reshape(-1, 2)
+        return SuffixIndex(self.tokens, self.suffixes, self.meta, ordered)
 
     @classmethod
     def build(
@@ -121,6 +133,8 @@ class SuffixIndex:
             picks = np.linspace(match.low, match.high - 1, limit).astype(np.int64).tolist()
         found = []
         for pick in picks:
+            if self.hidden is not None and self._is_hidden(int(self.suffixes[pick])):
+                continue
             start = int(self.suffixes[pick]) + match.length
             following = self.tokens[start : start + depth].tolist()
             if SEPARATOR in following:
@@ -128,6 +142,11 @@ class SuffixIndex:
             if following:
                 found.append(tuple(following))
         return found
+
+    def _is_hidden(self, position: int) -> bool:
+        assert self.hidden is not None
+        row = int(np.searchsorted(self.hidden[:, 0], position, side="right")) - 1
+        return row >= 0 and position < int(self.hidden[row, 1])
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ class Engine:
         self.caches: dict[str, RetrievalCache] = {}
         self.budgets: dict[str, AdaptiveBudget] = {}
         self.timings: dict[str, TimingStats] = {}
-        self._indexed: SuffixIndex | None = None
+        self._indexed: tuple[SuffixIndex, ...] | None = None
         self.retrieval_overrides: dict[str, Any] = {}  # RetrievalConfig fields, e.g. weights
         self._curve: CostCurve | None = None
         self._whitespace: frozenset[int] | None = None
@@ -89,15 +89,15 @@ class Engine:
             self._whitespace = frozenset(i for i, t in enumerate(texts) if t and not t.strip())
         return self._whitespace
 
-    def _project_index(self) -> SuffixIndex | None:
-        """The project store's current index; cached retrievals die with their index."""
+    def _project_layers(self) -> tuple[SuffixIndex, ...]:
+        """The project store's current search layers; cached retrievals die with them."""
         if self.project is None:
-            return None
-        index = self.project.index()
-        if index is not self._indexed:
+            return ()
+        layers = self.project.layers()
+        if layers is not self._indexed:
             self.caches.clear()
-            self._indexed = index
-        return index
+            self._indexed = layers
+        return layers
 
     def plan(self, method: str) -> tuple[Drafter | None, BudgetPolicy | None]:
         """The drafter and budget policy that make up `method`."""
@@ -109,13 +109,13 @@ class Engine:
             config = RetrievalConfig(
                 use_context=False, use_project=False, use_cache=False, use_timing=False
             )
-            return RetrievalDrafter(self.general, None, config), FixedBudget(64)
+            return RetrievalDrafter(self.general, (), config), FixedBudget(64)
         off = method.removeprefix("codeswift-no-") if method != "codeswift" else ""
         switches = {f"use_{off}": False} if off and off != "budget" else {}
         config = RetrievalConfig(**self.retrieval_overrides, **switches)
         drafter = RetrievalDrafter(
             self.general,
-            self._project_index(),
+            self._project_layers(),
             config,
             history=self.histories.setdefault(method, HistoryDrafter()),
             cache=self.caches.setdefault(method, RetrievalCache(config.cache_entries)),

@@ -1,21 +1,26 @@
-"""The project datastore: one token shard per workspace file, merged into one searchable index.
+"""The project datastore: one token shard per workspace file, searchable as two layers.
 
-Adding, changing or deleting a file touches only its shard (a token file plus a manifest row),
-so a save costs one file's tokenization. The merged suffix index is rebuilt lazily when
-something changed (about 0.2 s per million tokens). Shards persist per workspace under the
-cache folder and are reloaded at start-up; a shard that fails its check is dropped and
-re-indexed from the file.
+The indexer hands each file over as pieces (cut where its top-level chunks start); pieces are
+tokenized through a cache keyed by their text, so a save re-tokenizes only the chunks it
+touched. Shards persist per workspace under the cache folder with a manifest row per file
+(fingerprint, token count, CRC32); a shard that fails its check is dropped and re-indexed.
+
+Search runs over a large *base* index built from every shard, plus a small *fresh* index of the
+files changed since. The base's copies of those files are hidden, so a save is searchable as
+soon as its one file is indexed; the base is rebuilt once the fresh layer grows past a share
+of it (or on `compact()`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,71 +28,25 @@ import numpy as np
 
 from daemon.engine.atomic import write_atomically
 from daemon.engine.datastore import SuffixIndex, crc32_of
-from daemon.engine.general_store import read_source, tokenizer_fingerprint
+from daemon.engine.general_store import tokenizer_fingerprint
 from daemon.engine.registry import cache_root
+from indexer.chunks import ParsedFile
+from indexer.filters import IndexRules
+from indexer.scan import Fingerprint, FolderIndexer
 
 __all__ = ["ProjectStore"]
 
 logger = logging.getLogger(__name__)
 
-SOURCE_SUFFIXES = frozenset(
-    [
-        ".py",
-        ".pyi",
-        ".js",
-        ".jsx",
-        ".ts",
-        ".tsx",
-        ".go",
-        ".rs",
-        ".java",
-        ".c",
-        ".h",
-        ".cc",
-        ".cpp",
-        ".hpp",
-        ".cs",
-        ".rb",
-        ".php",
-        ".swift",
-        ".kt",
-        ".scala",
-        ".lua",
-        ".sh",
-        ".sql",
-        ".md",
-        ".toml",
-        ".yaml",
-        ".yml",
-        ".json",
-    ]
-)
-_IGNORED_DIRS = frozenset(
-    [
-        ".git",
-        ".hg",
-        ".svn",
-        ".venv",
-        "venv",
-        "env",
-        "node_modules",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        "build",
-        "dist",
-        ".tox",
-        ".idea",
-        ".vscode",
-        "target",
-    ]
-)
 _MANIFEST = "manifest.json"
+_SCHEMA = 2
+_FRESH_SHARE = 0.1  # rebuild the base once fresh tokens pass this share of it ...
+_FRESH_MIN = 50_000  # ... but never for fewer than this many
+_PIECE_CACHE_TOKENS = 4_000_000
 
 
 class ProjectStore:
-    """Per-file token shards of one workspace, and their merged suffix index."""
+    """Token shards of one workspace folder (an indexer `FolderSink`) and their search layers."""
 
     def __init__(self, root: Path, tokenizer: Any, folder: Path | None = None) -> None:
         self.root = root.resolve()
@@ -99,10 +58,206 @@ class ProjectStore:
         self._lock = threading.Lock()
         self._shards: dict[str, np.ndarray] = {}  # relative path -> (T,) uint32 tokens
         self._manifest: dict[str, dict[str, Any]] = {}
-        self._index: SuffixIndex | None = None
+        self._expressions: dict[str, Counter[str]] = {}
+        self._pieces: OrderedDict[str, np.ndarray] = OrderedDict()  # text sha1 -> tokens
+        self._piece_tokens = 0
+        self._dirty = False  # manifest differs from disk
+        self._base: SuffixIndex | None = None
+        self._base_spans: dict[str, tuple[int, int]] = {}  # file -> token range in the base
+        self._changed: set[str] = set()  # files whose base copy is stale (or gone)
+        self._layers: tuple[SuffixIndex, ...] | None = None
+        self.rebuilds = 0
         self._load()
 
-    # -- shards -----------------------------------------------------------------------------
+    # -- FolderSink -------------------------------------------------------------------------
+
+    def fingerprints(self) -> Mapping[str, Fingerprint]:
+        with self._lock:
+            return {
+                relative: Fingerprint(row["size"], row["mtime_ns"], row["sha1"])
+                for relative, row in self._manifest.items()
+            }
+
+    def put(
+        self,
+        relative: str,
+        parsed: ParsedFile,
+        expressions: Counter[str],
+        fingerprint: Fingerprint,
+    ) -> None:
+        tokens = self._tokenize(parsed.pieces())
+        row = {
+            "size": fingerprint.size,
+            "mtime_ns": fingerprint.mtime_ns,
+            "sha1": fingerprint.sha1,
+            "chunks": len(parsed.chunks),
+            "tokens": len(tokens),
+            "crc32": crc32_of(tokens),
+            "expressions": dict(expressions),
+        }
+        write_atomically(self._shard_path(relative), _npy_bytes(tokens))
+        with self._lock:
+            self._shards[relative] = tokens
+            self._manifest[relative] = row
+            self._expressions[relative] = expressions
+            self._changed_file(relative)
+
+    def touch(self, relative: str, fingerprint: Fingerprint) -> None:
+        with self._lock:
+            row = self._manifest.get(relative)
+            if row is not None:
+                row.update(size=fingerprint.size, mtime_ns=fingerprint.mtime_ns)
+                self._dirty = True
+
+    def move(self, old: str, new: str, fingerprint: Fingerprint) -> None:
+        with self._lock:
+            tokens = self._shards.pop(old, None)
+            row = self._manifest.pop(old, None)
+            if tokens is None or row is None:
+                return
+            try:
+                self._shard_path(old).replace(self._shard_path(new))
+            except OSError:  # shard file lost: write it again from memory
+                write_atomically(self._shard_path(new), _npy_bytes(tokens))
+            self._shards[new], self._manifest[new] = tokens, row
+            self._expressions[new] = self._expressions.pop(old, Counter())
+            self._changed_file(old)
+            self._changed_file(new)
+
+    def drop(self, relative: str) -> None:
+        with self._lock:
+            if self._shards.pop(relative, None) is None:
+                return
+            self._manifest.pop(relative, None)
+            self._expressions.pop(relative, None)
+            self._shard_path(relative).unlink(missing_ok=True)
+            self._changed_file(relative)
+
+    def commit(self) -> None:
+        """Persist the manifest (once per batch, not once per file)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            body = {"schema": _SCHEMA, "tokenizer": self.fingerprint, "files": self._manifest}
+            write_atomically(self.folder / _MANIFEST, json.dumps(body).encode())
+            self._dirty = False
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            rows = list(self._manifest.values())
+        return {
+            "files": len(rows),
+            "chunks": sum(row["chunks"] for row in rows),
+            "tokens": sum(row["tokens"] for row in rows),
+        }
+
+    # -- convenience ------------------------------------------------------------------------
+
+    def sync(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        rules: IndexRules | None = None,
+    ) -> dict[str, Any]:
+        """One full scan of the folder (no watching): what `codeswift index` runs."""
+        started = time.perf_counter()
+        report = FolderIndexer(self.root, self, rules).scan(progress)
+        self.compact()
+        return {**self.summary(), **report.as_dict(), "seconds": time.perf_counter() - started}
+
+    def update_text(self, relative: str, text: str) -> int:
+        """Index `text` as the content of `relative` (benchmarks hide function bodies so)."""
+        raw = text.encode()
+        parsed = ParsedFile(None, raw, ())
+        self.put(relative, parsed, Counter(), Fingerprint.of(raw, None))
+        self.commit()
+        return len(self._shards[relative])
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self._shards)
+
+    def frequent_expressions(self, min_count: int = 3) -> Counter[str]:
+        with self._lock:
+            total: Counter[str] = Counter()
+            for counts in self._expressions.values():
+                total.update(counts)
+        return Counter({text: n for text, n in total.items() if n >= min_count})
+
+    # -- search layers ----------------------------------------------------------------------
+
+    def layers(self) -> tuple[SuffixIndex, ...]:
+        """The searchable layers: the base (stale files hidden) and the fresh files, if any."""
+        with self._lock:
+            if self._layers is None:
+                self._layers = self._build_layers()
+            return self._layers
+
+    def compact(self) -> None:
+        """Fold every change into one base index now (e.g. after a scan, or when idle)."""
+        with self._lock:
+            if self._base is None or self._changed:
+                self._rebuild_base()
+                self._layers = None
+
+    def _build_layers(self) -> tuple[SuffixIndex, ...]:
+        fresh_files = sorted(f for f in self._changed if f in self._shards)
+        fresh_tokens = sum(len(self._shards[f]) for f in fresh_files)
+        base_tokens = len(self._base) if self._base is not None else 0
+        if self._base is None or fresh_tokens > max(_FRESH_MIN, _FRESH_SHARE * base_tokens):
+            self._rebuild_base()
+            return (self._base,) if self._base is not None else ()
+        hidden = [self._base_spans[f] for f in self._changed if f in self._base_spans]
+        base = self._base.hiding(hidden) if hidden else self._base
+        if not fresh_files:
+            return (base,)
+        fresh = SuffixIndex.build(
+            [self._shards[f] for f in fresh_files], {"tokenizer": self.fingerprint}
+        )
+        return (base, fresh)
+
+    def _rebuild_base(self) -> None:
+        names = sorted(self._shards)
+        spans, position = {}, 0
+        for name in names:
+            if len(self._shards[name]):
+                spans[name] = (position, position + len(self._shards[name]))
+                position += len(self._shards[name]) + 1  # the separator
+        self._base = SuffixIndex.build(
+            [self._shards[n] for n in names], {"tokenizer": self.fingerprint}
+        )
+        self._base_spans = spans
+        self._changed.clear()
+        self.rebuilds += 1
+
+    def _changed_file(self, relative: str) -> None:
+        """Call with the lock held."""
+        self._changed.add(relative)
+        self._layers = None
+        self._dirty = True
+
+    # -- tokens and files -------------------------------------------------------------------
+
+    def _tokenize(self, pieces: list[str]) -> np.ndarray:
+        keys = [hashlib.sha1(p.encode(), usedforsecurity=False).hexdigest() for p in pieces]
+        with self._lock:
+            missing = {k: p for k, p in zip(keys, pieces, strict=True) if k not in self._pieces}
+        if missing:
+            ids = self.tokenizer(list(missing.values()), add_special_tokens=False)["input_ids"]
+            with self._lock:
+                for key, piece_ids in zip(missing, ids, strict=True):
+                    self._remember_piece(key, np.asarray(piece_ids, dtype=np.uint32))
+        with self._lock:
+            parts = [self._pieces[k] for k in keys]
+            for key in keys:
+                self._pieces.move_to_end(key)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+
+    def _remember_piece(self, key: str, tokens: np.ndarray) -> None:
+        self._pieces[key] = tokens
+        self._piece_tokens += len(tokens)
+        while self._piece_tokens > _PIECE_CACHE_TOKENS and len(self._pieces) > 1:
+            _, evicted = self._pieces.popitem(last=False)
+            self._piece_tokens -= len(evicted)
 
     def _shard_path(self, relative: str) -> Path:
         return self.folder / (hashlib.sha1(relative.encode()).hexdigest() + ".npy")
@@ -112,8 +267,8 @@ class ProjectStore:
             manifest = json.loads((self.folder / _MANIFEST).read_text())
         except (OSError, ValueError):
             return
-        if manifest.get("tokenizer") != self.fingerprint:
-            return  # another tokenizer's ids: never used, re-indexed from the files
+        if manifest.get("tokenizer") != self.fingerprint or manifest.get("schema") != _SCHEMA:
+            return  # another tokenizer's ids or an older layout: re-indexed from the files
         for relative, row in manifest.get("files", {}).items():
             try:
                 tokens = np.load(self._shard_path(relative))
@@ -122,104 +277,12 @@ class ProjectStore:
             if len(tokens) == row.get("tokens") and crc32_of(tokens) == row.get("crc32"):
                 self._shards[relative] = tokens
                 self._manifest[relative] = row
+                self._expressions[relative] = Counter(row.get("expressions", {}))
             else:
                 logger.warning("project shard for %s is damaged; it will be re-indexed", relative)
 
-    def _save_manifest(self) -> None:
-        body = {"tokenizer": self.fingerprint, "files": self._manifest}
-        write_atomically(self.folder / _MANIFEST, json.dumps(body).encode())
-
-    def update_text(self, relative: str, text: str, stat: os.stat_result | None = None) -> int:
-        """Index `text` as the content of `relative`; returns its token count."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        tokens = np.asarray(ids, dtype=np.uint32)
-        buffer = _npy_bytes(tokens)
-        with self._lock:
-            write_atomically(self._shard_path(relative), buffer)
-            self._shards[relative] = tokens
-            self._manifest[relative] = {
-                "tokens": len(tokens),
-                "crc32": crc32_of(tokens),
-                "size": stat.st_size if stat else len(text.encode()),
-                "mtime_ns": stat.st_mtime_ns if stat else 0,
-            }
-            self._save_manifest()
-            self._index = None
-        return len(tokens)
-
-    def remove(self, relative: str) -> None:
-        with self._lock:
-            if self._shards.pop(relative, None) is None:
-                return
-            self._manifest.pop(relative, None)
-            self._shard_path(relative).unlink(missing_ok=True)
-            self._save_manifest()
-            self._index = None
-
-    def index(self) -> SuffixIndex:
-        """The merged index over all shards (rebuilt if a shard changed since the last call)."""
-        with self._lock:
-            if self._index is None:
-                documents = [self._shards[k] for k in sorted(self._shards)]
-                self._index = SuffixIndex.build(documents, {"tokenizer": self.fingerprint})
-            return self._index
-
-    @property
-    def files(self) -> list[str]:
-        return sorted(self._shards)
-
-    # -- walking a folder -------------------------------------------------------------------
-
-    def sync(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Bring the shards in line with the folder: index new and changed files, drop gone ones."""
-        started = time.perf_counter()
-        skipped: dict[str, int] = {}
-        seen: set[str] = set()
-        paths = list(_walk(self.root))
-        indexed = 0
-        for done, path in enumerate(paths, start=1):
-            relative = path.relative_to(self.root).as_posix()
-            try:
-                stat = path.stat()
-            except OSError:
-                skipped["unreadable"] = skipped.get("unreadable", 0) + 1
-                continue
-            row = self._manifest.get(relative)
-            if row and row["size"] == stat.st_size and row["mtime_ns"] == stat.st_mtime_ns:
-                seen.add(relative)
-            else:
-                text, reason = read_source(path)
-                if text is None:
-                    skipped[reason or "?"] = skipped.get(reason or "?", 0) + 1
-                else:
-                    self.update_text(relative, text, stat)
-                    seen.add(relative)
-                    indexed += 1
-            if progress:
-                progress(done, len(paths))
-        for gone in set(self._shards) - seen:
-            self.remove(gone)
-        return {
-            "files": len(self._shards),
-            "indexed": indexed,
-            "skipped": skipped,
-            "chunks": len(self._shards),
-            "tokens": int(sum(len(t) for t in self._shards.values())),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _IGNORED_DIRS and not d.startswith("."))
-        for name in sorted(names):
-            if Path(name).suffix in SOURCE_SUFFIXES and not name.startswith(".env"):
-                yield Path(folder) / name
-
 
 def _npy_bytes(tokens: np.ndarray) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, tokens)
     return buffer.getvalue()

@@ -133,7 +133,7 @@ class RetrievalDrafter:
     def __init__(
         self,
         general: SuffixIndex | None,
-        project: SuffixIndex | None = None,
+        project: Sequence[SuffixIndex] = (),
         config: RetrievalConfig | None = None,
         history: HistoryDrafter | None = None,
         whitespace_ids: frozenset[int] = frozenset(),
@@ -142,7 +142,7 @@ class RetrievalDrafter:
     ) -> None:
         self.config = config or RetrievalConfig()
         self.general = general if self.config.use_general else None
-        self.project = project if self.config.use_project else None
+        self.project = tuple(project) if self.config.use_project else ()  # its search layers
         self.context = ContextLookupDrafter() if self.config.use_context else None
         self.history = history if self.config.use_cache else None
         self.whitespace_ids = whitespace_ids
@@ -204,7 +204,7 @@ class RetrievalDrafter:
 
     def _should_retrieve(self, context: Sequence[int]) -> bool:
         """Retrieval timing (paper idea 2): skip where the datastores rarely pay."""
-        if self.general is None and self.project is None:
+        if self.general is None and not self.project:
             return False
         if not self.config.use_timing:
             return True
@@ -224,14 +224,9 @@ class RetrievalDrafter:
             self.stats.cache_hits += 1
             return cached
         started = time.perf_counter()
-        stores = [
-            (store, weight)
-            for store, weight in (
-                (self.general, self.config.general_weight),
-                (self.project, self.config.project_weight),
-            )
-            if store is not None
-        ]
+        stores = [(layer, self.config.project_weight) for layer in self.project]
+        if self.general is not None:
+            stores.insert(0, (self.general, self.config.general_weight))
         if self._pool is not None and len(stores) > 1:
             futures = [self._pool.submit(self._search, s, w, context) for s, w in stores]
             found = [c for f in futures for c in f.result()]
@@ -265,7 +260,7 @@ def _weighted(candidates: list[Candidate], weight: float) -> list[Candidate]:
 
 def retrieval_latency(
     general: SuffixIndex | None,
-    project: SuffixIndex | None,
+    project: Sequence[SuffixIndex],
     contexts: Sequence[Sequence[int]],
     parallel: bool,
 ) -> dict[str, float]:

@@ -127,9 +127,11 @@ def test_project_store_follows_the_folder(tmp_path: Path) -> None:
     (root / "node_modules" / "dep.js").write_text("ignored()")
     store = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")
     report = store.sync()
-    assert report["files"] == 2 and report["skipped"] == {"binary": 1, "not_utf8": 1}
+    assert report["files"] == 2
+    assert report["skipped"] == {"binary": 1, "not_utf8": 1, "ignored_dir": 1}
     context = [ord(c) for c in "def alpha_beta"]
-    match = store.index().longest_match(context)
+    (layer,) = store.layers()  # a scan ends compacted: one layer
+    match = layer.longest_match(context)
     assert match is not None and match.length == 14
 
     again = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")  # persisted
@@ -141,7 +143,8 @@ def test_project_store_follows_the_folder(tmp_path: Path) -> None:
     (root / "b.py").write_text("def alpha_beta_delta():\n    pass\n")
     report = again.sync()
     assert report["files"] == 1 and report["indexed"] == 1
-    found = again.index().continuations(again.index().longest_match(context), 6, 10)  # type: ignore[arg-type]
+    (layer,) = again.layers()
+    found = layer.continuations(layer.longest_match(context), 6, 10)  # type: ignore[arg-type]
     assert found == [tuple(ord(c) for c in "_delta")]
 
 

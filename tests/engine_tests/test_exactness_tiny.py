@@ -206,7 +206,7 @@ def test_retrieval_drafter_with_every_switch_is_exact(tiny: LoadedModel) -> None
         config = RetrievalConfig(**({f"use_{off}": False} if off else {}))
         history = HistoryDrafter()
         for prompt, answer in answers.items():
-            drafter = RetrievalDrafter(general, project, config, history, frozenset({0, 1}))
+            drafter = RetrievalDrafter(general, [project], config, history, frozenset({0, 1}))
             result = generate(tiny, list(prompt), StopRule(48, ()), drafter, AdaptiveBudget(curve))
             assert result.tokens == answer, off
             assert result.mean_accepted > 1.5, off  # the stores' true continuations were used
