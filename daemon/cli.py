@@ -10,9 +10,10 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tqdm import tqdm
 
@@ -91,9 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("folder")
     index.add_argument("--model", default=_DEFAULT_MODEL, help="whose tokenizer to use")
     index.add_argument("--json", action="store_true", help="print one JSON object")
+    index.add_argument("--include", action="append", default=[], help="only these globs")
+    index.add_argument("--exclude", action="append", default=[], help="leave out these globs")
+    index.add_argument("--max-file-kb", type=_positive, default=1024, help="size cap per file")
+    index.add_argument(
+        "--index-secrets", action="store_true", help="also index .env files, keys, credentials"
+    )
+    index.add_argument(
+        "--watch", action="store_true", help="keep the store current until interrupted"
+    )
 
     bench = commands.add_parser("bench", help="run methods side by side on a suite")
-    bench.add_argument("--suite", default="humaneval", help="humaneval, or stores (datastores)")
+    bench.add_argument("--suite", default="humaneval", help="humaneval, repo:DIST, stores or index")
     bench.add_argument("--limit", type=_positive, default=20)
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
@@ -186,19 +196,45 @@ def _index(args: argparse.Namespace) -> int:
     assert folder is not None
     from daemon.engine.models import load_tokenizer
     from daemon.engine.project_store import ProjectStore
+    from indexer.filters import IndexRules
 
+    try:
+        rules = IndexRules(
+            include=tuple(args.include),
+            exclude=tuple(args.exclude),
+            max_bytes=args.max_file_kb * 1024,
+            index_secrets=args.index_secrets,
+        )
+    except ValueError as exc:
+        raise UsageError(f"bad index option: {exc}") from None
     store = ProjectStore(folder, load_tokenizer(args.model))
     with tqdm(desc=f"index {folder}", unit="file", disable=args.json) as bar:
-        report = store.sync(progress=lambda done, total: _advance(bar, done, total))
+        report = store.sync(progress=lambda done, total: _advance(bar, done, total), rules=rules)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps({**report, "seconds": round(report["seconds"], 3)}), flush=True)
     else:
         skipped = ", ".join(f"{n} {why}" for why, n in report["skipped"].items()) or "none"
         print(
-            f"{report['files']} files, {report['tokens']} tokens ({report['indexed']} indexed "
-            f"now) in {report['seconds']:.2f} s; skipped: {skipped}"
+            f"{report['files']} files, {report['chunks']} chunks, {report['tokens']} tokens "
+            f"({report['indexed']} indexed now) in {report['seconds']:.2f} s; skipped: {skipped}",
+            flush=True,
         )
+    if args.watch:
+        _watch(folder, store, rules, args.json)
     return 0
+
+
+def _watch(folder: Path, store: Any, rules: Any, as_json: bool) -> None:
+    """Follow the folder until interrupted, one line per batch of changes."""
+    from indexer.workspace import WorkspaceIndexer
+
+    def report(root: Path, batch: Any) -> None:
+        line = {**store.summary(), **batch.as_dict()}
+        print(json.dumps(line) if as_json else f"batch: {line}", flush=True)
+
+    with WorkspaceIndexer(lambda root: store, rules, on_batch=report) as indexer:
+        indexer.add_folder(folder)
+        threading.Event().wait()  # until Ctrl-C (KeyboardInterrupt, handled in main)
 
 
 def _advance(bar: tqdm, done: int, total: int) -> None:
@@ -208,10 +244,12 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.suite == "stores":
+    if args.suite in ("stores", "index"):
+        from daemon.index_bench import run_index_bench
         from daemon.store_bench import run_store_bench
 
-        report = run_store_bench(args.model, _workspace(args.workspace))
+        run = run_store_bench if args.suite == "stores" else run_index_bench
+        report = run(args.model, _workspace(args.workspace))
         print(json.dumps(report, indent=2))
         if args.json_file:
             args.json_file.write_text(json.dumps(report, indent=2))

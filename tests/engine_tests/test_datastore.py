@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.engine.datastore import SEPARATOR, StoreCorrupt, SuffixIndex
+from tests.engine_tests.fakes import CharTokenizer
 
 
 def brute_longest(docs: list[list[int]], context: list[int], lo: int = 2, hi: int = 16):  # type: ignore[no-untyped-def]
@@ -98,20 +99,6 @@ def test_damage_is_detected(tmp_path: Path, damage: str) -> None:
         (folder / "suffixes.npy").unlink()
     with pytest.raises(StoreCorrupt):
         SuffixIndex.load(folder, {})
-
-
-class CharTokenizer:
-    """One token per character: enough for the project store's bookkeeping."""
-
-    backend_tokenizer = None
-
-    def get_vocab(self) -> dict[str, int]:
-        return {"chars": 0}
-
-    def __call__(self, text, add_special_tokens: bool = False):  # type: ignore[no-untyped-def]
-        if isinstance(text, list):
-            return {"input_ids": [[ord(c) for c in t] for t in text]}
-        return {"input_ids": [ord(c) for c in text]}
 
 
 def test_project_store_follows_the_folder(tmp_path: Path) -> None:
