@@ -51,6 +51,7 @@ METHODS = {
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
     **{f"codeswift-no-{part}": f"codeswift without its {part} component" for part in _ABLATIONS},
+    "codeswift-with-expressions": "codeswift plus the workspace's recurring expressions",
 }
 
 
@@ -110,8 +111,10 @@ class Engine:
                 use_context=False, use_project=False, use_cache=False, use_timing=False
             )
             return RetrievalDrafter(self.general, (), config), FixedBudget(64)
-        off = method.removeprefix("codeswift-no-") if method != "codeswift" else ""
+        off = method.removeprefix("codeswift-no-") if method.startswith("codeswift-no-") else ""
         switches = {f"use_{off}": False} if off and off != "budget" else {}
+        if method == "codeswift-with-expressions":
+            switches["use_expressions"] = True
         config = RetrievalConfig(**self.retrieval_overrides, **switches)
         drafter = RetrievalDrafter(
             self.general,
@@ -121,6 +124,7 @@ class Engine:
             cache=self.caches.setdefault(method, RetrievalCache(config.cache_entries)),
             timing=self.timings.setdefault(method, TimingStats()),
             whitespace_ids=self.whitespace_ids(),
+            expressions=self.project.expression_layer() if self.project is not None else None,
         )
         if off == "budget":
             return drafter, FixedBudget(16)

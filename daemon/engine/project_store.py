@@ -31,6 +31,7 @@ from daemon.engine.datastore import SuffixIndex, crc32_of
 from daemon.engine.general_store import tokenizer_fingerprint
 from daemon.engine.registry import cache_root
 from indexer.chunks import ParsedFile
+from indexer.expressions import frequent
 from indexer.filters import IndexRules
 from indexer.scan import Fingerprint, FolderIndexer
 
@@ -66,6 +67,7 @@ class ProjectStore:
         self._base_spans: dict[str, tuple[int, int]] = {}  # file -> token range in the base
         self._changed: set[str] = set()  # files whose base copy is stale (or gone)
         self._layers: tuple[SuffixIndex, ...] | None = None
+        self._expression_layer: SuffixIndex | None = None
         self.rebuilds = 0
         self._load()
 
@@ -176,12 +178,22 @@ class ProjectStore:
     def files(self) -> list[str]:
         return sorted(self._shards)
 
-    def frequent_expressions(self, min_count: int = 3) -> Counter[str]:
+    def frequent_expressions(self, min_count: int = 3) -> list[str]:
         with self._lock:
             total: Counter[str] = Counter()
             for counts in self._expressions.values():
                 total.update(counts)
-        return Counter({text: n for text, n in total.items() if n >= min_count})
+        return frequent(total, min_count)
+
+    def expression_layer(self) -> SuffixIndex | None:
+        """The recurring expressions, one document each (rebuilt after the files change)."""
+        if self._expression_layer is None:
+            texts = self.frequent_expressions()
+            if not texts:
+                return None
+            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            self._expression_layer = SuffixIndex.build(ids, {"tokenizer": self.fingerprint})
+        return self._expression_layer
 
     # -- search layers ----------------------------------------------------------------------
 
@@ -232,7 +244,7 @@ class ProjectStore:
     def _changed_file(self, relative: str) -> None:
         """Call with the lock held."""
         self._changed.add(relative)
-        self._layers = None
+        self._layers = self._expression_layer = None
         self._dirty = True
 
     # -- tokens and files -------------------------------------------------------------------
