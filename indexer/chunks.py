@@ -16,11 +16,16 @@ from itertools import pairwise
 
 from tree_sitter import Node, Tree
 
-from indexer.languages import CLASS_NODES, FUNCTION_NODES, WRAPPER_NODES, parser_for
+from indexer.languages import (
+    CLASS_NODES,
+    FUNCTION_NODES,
+    LEADING_NODES,
+    WRAPPER_NODES,
+    parser_for,
+)
 
 __all__ = ["Chunk", "ParsedFile", "parse_source"]
 
-_COMMENTS = frozenset({"comment", "line_comment", "block_comment"})
 _MAX_METHOD_DEPTH = 4  # class -> body -> (decorator wrapper) -> method
 
 
@@ -68,12 +73,16 @@ def parse_source(
 
 def _chunks(root: Node, source: bytes) -> Iterator[Chunk]:
     leading: Node | None = None  # first of the comments right above the next chunk
+    previous_end = -1  # last row of the previous chunk
     for node in root.named_children:
-        if node.type in _COMMENTS:
+        if node.type in LEADING_NODES and node.start_point[0] > previous_end:
             leading = leading or node
+            continue
+        if node.type in LEADING_NODES:  # a trailing comment on the previous chunk's last line
             continue
         start = leading or node
         leading = None
+        previous_end = node.end_point[0]
         kind = _kind(node)
         yield _chunk(kind or "statement", node, start, 0)
         if kind == "class":

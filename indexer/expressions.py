@@ -42,11 +42,9 @@ def expressions_of(tree: Tree | None, language: str | None) -> Counter[str]:
         return found
     for nodes in QueryCursor(query).captures(tree.root_node).values():
         for node in nodes:
-            if node.start_point[0] != node.end_point[0]:
-                continue
-            text = node.text or b""
-            if MIN_BYTES <= len(text) <= MAX_BYTES:
-                found[text.decode("utf-8", "replace").strip()] += 1
+            text = (node.text or b"").strip()  # an #include node ends with its newline
+            if b"\n" not in text and MIN_BYTES <= len(text) <= MAX_BYTES:
+                found[text.decode("utf-8", "replace")] += 1
     return found
 
 

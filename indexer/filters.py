@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,12 +147,15 @@ class PathFilter:
         parts = relative.split("/")
         if DEFAULT_IGNORED_DIRS.intersection(parts[:-1]):
             return "ignored_dir"
-        if not self.rules.index_secrets and is_secret(path.name):
+        secret = is_secret(path.name)
+        if secret and not self.rules.index_secrets:
             return "secret"
         if self._exclude.match_file(relative):
             return "excluded"
         if self._gitignored(path, is_dir=False):
             return "gitignored"
+        if secret:
+            return None  # asked for by `index_secrets`, whatever its suffix
         if self.rules.include:
             return None if self._include.match_file(relative) else "not_included"
         return None if path.suffix.lower() in INDEXED_SUFFIXES else "not_source"
@@ -207,16 +211,23 @@ def read_text(path: Path, max_bytes: int) -> tuple[bytes | None, str | None]:
     The size is checked before reading, so a 50 MB file costs one stat.
     """
     try:
-        with path.open("rb") as handle:
-            if os.fstat(handle.fileno()).st_size > max_bytes:
-                return None, "too_large"
-            raw = handle.read(max_bytes + 1)
+        # non-blocking open: a FIFO named like a source file must not hang the indexer
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None, "vanished"
-    except IsADirectoryError:
-        return None, "not_a_file"
     except OSError:
         return None, "unreadable"
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None, "not_a_file"
+        if status.st_size > max_bytes:
+            return None, "too_large"
+        raw = read_up_to(descriptor, max_bytes + 1)
+    except OSError:
+        return None, "unreadable"
+    finally:
+        os.close(descriptor)
     if len(raw) > max_bytes:  # grew between the stat and the read
         return None, "too_large"
     if b"\0" in raw:
@@ -226,3 +237,15 @@ def read_text(path: Path, max_bytes: int) -> tuple[bytes | None, str | None]:
     except UnicodeDecodeError:
         return None, "not_utf8"
     return raw, None
+
+
+def read_up_to(descriptor: int, limit: int) -> bytes:
+    """At most `limit` bytes from an open file, fewer at its end."""
+    parts: list[bytes] = []
+    while limit > 0:
+        part = os.read(descriptor, min(limit, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        limit -= len(part)
+    return b"".join(parts)

@@ -17,6 +17,7 @@ __all__ = [
     "FUNCTION_NODES",
     "INDEXED_SUFFIXES",
     "LANGUAGE_BY_SUFFIX",
+    "LEADING_NODES",
     "WRAPPER_NODES",
     "language_of",
     "parser_for",
@@ -98,9 +99,10 @@ CLASS_NODES = frozenset(
     }
 )
 # Nodes that wrap a definition: the chunk is the wrapper, its kind the definition's.
-WRAPPER_NODES = frozenset(
-    {"decorated_definition", "export_statement", "template_declaration", "attribute_item"}
-)
+WRAPPER_NODES = frozenset({"decorated_definition", "export_statement", "template_declaration"})
+# Nodes that sit before a definition as siblings and belong to its chunk: comments, and Rust's
+# `#[...]` attributes.
+LEADING_NODES = frozenset({"comment", "line_comment", "block_comment", "attribute_item"})
 
 _local = threading.local()  # tree-sitter parsers are not thread-safe: one set per thread
 

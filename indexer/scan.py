@@ -142,12 +142,14 @@ class FolderIndexer:
             if path.name == ".gitignore":
                 self.filter.forget_gitignore(path.parent)
                 path = path.parent  # what it hides or shows lies beside it
-            if path.is_dir():
+            if path.is_symlink() and path.is_dir():
+                report.skipped["symlinked_dir"] += 1  # never followed, as in scan()
+            elif path.is_dir():
                 for file in self._walk(path, report):
                     self._reconcile(file, known, report)
                 self._drop_under(path, known, report, keep_present=True)
             elif path.exists():
-                self._reconcile(path, known, report)
+                self._reconcile(path, known, report, check_folders=True)
             else:
                 self._drop_under(path, known, report, keep_present=False)
         self.sink.commit()
@@ -163,11 +165,21 @@ class FolderIndexer:
 
     # -- one file ---------------------------------------------------------------------------
 
-    def _reconcile(self, path: Path, known: dict[str, Fingerprint], report: ScanReport) -> None:
+    def _reconcile(
+        self,
+        path: Path,
+        known: dict[str, Fingerprint],
+        report: ScanReport,
+        check_folders: bool = False,
+    ) -> None:
+        """Index, touch, skip or drop one file. A scan has vetted the folders on its way down;
+        a single changed path has its folders checked here (`check_folders`)."""
         relative = self._relative(path)
         if relative in self.open_buffers:
             return
         reason = self.filter.file_reason(path)
+        if reason is None and check_folders:
+            reason = self._folder_reason(path)
         if reason is None:
             try:
                 stat = path.stat()
@@ -241,13 +253,24 @@ class FolderIndexer:
     def _still_indexed(self, file: Path) -> bool:
         if not file.exists() or self.filter.file_reason(file) is not None:
             return False
-        return all(self.filter.folder_reason(p) is None for p in _between(self.root, file))
+        return self._folder_reason(file) is None
+
+    def _folder_reason(self, file: Path) -> str | None:
+        """Why a folder on the way from the root to `file` is not walked (git never re-includes
+        a file under an excluded folder), or None."""
+        for folder in _between(self.root, file):
+            if folder.is_symlink():
+                return "symlinked_dir"
+            reason = self.filter.folder_reason(folder)
+            if reason is not None:
+                return reason
+        return None
 
     # -- walking ----------------------------------------------------------------------------
 
     def _walk(self, top: Path, report: ScanReport) -> Iterator[Path]:
         """Candidate files under `top`; symlinked folders are not followed (no loops)."""
-        if any(self.filter.folder_reason(p) for p in _between(self.root, top / "x")):
+        if top.is_symlink() or self._folder_reason(top / "x") is not None:
             return
 
         def unreadable(error: OSError) -> None:

@@ -94,8 +94,11 @@ class WorkspaceIndexer:
         self._jobs: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._observer: BaseObserver | None = None
         self._worker: threading.Thread | None = None
-        self._busy = threading.Event()  # set while jobs or pending events remain
-        self._handler = _EventHandler(self._jobs, self._busy)
+        self._count_lock = threading.Lock()
+        self._outstanding = 0  # jobs submitted and not yet done
+        self._pending = False  # events noted and waiting for their batch (worker-owned)
+        self._first_event = self._last_event = 0.0
+        self._handler = _EventHandler(self._submit)
         self.errors: Counter[str] = Counter()
         self.events = 0
         self.batches = 0
@@ -155,10 +158,10 @@ class WorkspaceIndexer:
         """Block until every job and pending event is processed (True) or `timeout` passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._busy.is_set() and self._jobs.empty():
+            if self.idle():
                 return True
             time.sleep(0.01)
-        return False
+        return self.idle()
 
     @property
     def folders(self) -> list[Path]:
@@ -178,58 +181,70 @@ class WorkspaceIndexer:
         }
 
     def _submit(self, *job: Any) -> None:
-        self._busy.set()
+        with self._count_lock:
+            self._outstanding += 1
         self._jobs.put(job)
+
+    def idle(self) -> bool:
+        """No job queued or running, and no event waiting for its batch."""
+        with self._count_lock:
+            outstanding = self._outstanding
+        # read in this order: an event job marks itself pending before it stops counting
+        return outstanding == 0 and not self._pending
 
     # -- the worker -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        first = last = 0.0  # arrival of the first and the latest pending event
         while True:
-            pending = any(f.changed or f.moves for f in self._folders.values())
             timeout = None
-            if pending:
-                timeout = max(0.0, min(last + self.debounce_s, first + self.max_delay_s))
-                timeout -= time.monotonic()
+            if self._pending:
+                timeout = max(0.0, self._deadline() - time.monotonic())
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
-                self._flush()
-                self._settle()
-                continue
-            if job[0] == "stop":
+                job = None
+            if job is not None and job[0] == "stop":
                 return
-            try:
-                if job[0] == "event":
-                    now = time.monotonic()
-                    first = first if pending else now
-                    last = now
-                    self._note(*job[1:])
-                else:
-                    getattr(self, f"_do_{job[0]}")(*job[1:])
-            except Exception:  # one bad job must never end the watcher
-                logger.exception("indexer job %s failed", job[0])
-                self.errors[job[0]] += 1
-            self._settle()
+            if job is not None:
+                self._handle(job)
+            # a steady stream of events (or a slow job) must not hold a due batch back
+            if self._pending and time.monotonic() >= self._deadline():
+                self._guarded("flush", self._flush)
+            if job is not None:
+                with self._count_lock:
+                    self._outstanding -= 1
 
-    def _settle(self) -> None:
-        pending = any(f.changed or f.moves for f in self._folders.values())
-        if not pending and self._jobs.empty():
-            self._busy.clear()
+    def _handle(self, job: tuple[Any, ...]) -> None:
+        if job[0] == "event":
+            now = time.monotonic()
+            if not self._pending:
+                self._first_event = now
+            self._last_event = now
+            self._guarded("event", self._note, *job[1:])
+        else:
+            self._guarded(job[0], getattr(self, f"_do_{job[0]}"), *job[1:])
+
+    def _guarded(self, name: str, action: Callable[..., None], *args: Any) -> None:
+        try:
+            action(*args)
+        except Exception:  # one bad job must never end the watcher
+            logger.exception("indexer job %s failed", name)
+            self.errors[name] += 1
+
+    def _deadline(self) -> float:
+        return min(self._last_event + self.debounce_s, self._first_event + self.max_delay_s)
 
     def _note(self, kind: str, path: Path, dest: Path | None) -> None:
         self.events += 1
-        for root, folder in self._folders.items():
-            if kind == "moved" and dest is not None:
-                if path.is_relative_to(root) and dest.is_relative_to(root):
-                    folder.moves[path] = dest
-                for end in (path, dest):
-                    if end.is_relative_to(root):
-                        folder.changed.add(end)
-            elif path.is_relative_to(root):
-                folder.changed.add(path)
+        for folder_root, folder in self._folders.items():
+            ends = [end for end in (path, dest) if end is not None and _watched(folder_root, end)]
+            if kind == "moved" and len(ends) == 2:
+                folder.moves[path] = ends[1]
+            folder.changed.update(ends)
+            self._pending = self._pending or bool(ends)
 
     def _flush(self) -> None:
+        self._pending = False
         for root, folder in list(self._folders.items()):
             if not (folder.changed or folder.moves):
                 continue
@@ -310,21 +325,21 @@ class WorkspaceIndexer:
 
 
 class _EventHandler(FileSystemEventHandler):
-    """Runs on watchdog's thread: only queues what happened."""
+    """Runs on watchdog's thread: only queues what happened (filtering is the worker's)."""
 
-    def __init__(self, jobs: queue.Queue[tuple[Any, ...]], busy: threading.Event) -> None:
-        self._jobs = jobs
-        self._busy = busy
+    def __init__(self, submit: Callable[..., None]) -> None:
+        self._submit = submit
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        path = Path(_text(event.src_path))
-        dest = Path(_text(event.dest_path)) if event.event_type == "moved" else None
-        if DEFAULT_IGNORED_DIRS.intersection(path.parts) and (
-            dest is None or DEFAULT_IGNORED_DIRS.intersection(dest.parts)
-        ):
-            return  # .git churn, virtual environments, node_modules
-        self._busy.set()
-        self._jobs.put(("event", event.event_type, path, dest))
+        dest = _text(event.dest_path) if event.event_type == "moved" else None
+        self._submit("event", event.event_type, Path(_text(event.src_path)), dest and Path(dest))
+
+
+def _watched(root: Path, path: Path) -> bool:
+    """Under `root` and outside the folders never indexed (.git churn, venvs, node_modules)."""
+    if not path.is_relative_to(root):
+        return False
+    return not DEFAULT_IGNORED_DIRS.intersection(path.relative_to(root).parts)
 
 
 def _text(path: str | bytes) -> str:
