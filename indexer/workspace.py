@@ -170,7 +170,12 @@ class WorkspaceIndexer:
     def stats(self) -> dict[str, Any]:
         return {
             "folders": {
-                str(root): {**folder.indexer.sink.summary(), **folder.report.as_dict()}
+                str(root): {
+                    **folder.indexer.sink.summary(),
+                    **folder.report.as_dict(),
+                    "scanned": folder.scanned,  # the initial scan is done
+                    "watched": folder.watch is not None,
+                }
                 for root, folder in list(self._folders.items())
             },
             "open_buffers": len(self._buffers),
