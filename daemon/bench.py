@@ -82,6 +82,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         run_method,
         runtime_environment,
     )
+    from daemon.engine.project_store import ProjectStore
 
     unknown = [m for m in options.methods if m not in METHODS]
     if unknown:
@@ -102,11 +103,11 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     for task in tqdm(tasks, desc=f"bench {options.suite}", unit="prompt"):
         ids = lm.tokenizer(task.prompt)["input_ids"][-options.context_tokens :]
         ids, _ = fit_prompt(lm, ids, options.max_new_tokens)
-        if task.hidden is not None and engine.project is not None:
+        if task.hidden is not None and isinstance(engine.project, ProjectStore):
             engine.project.update_text(task.hidden.relative, task.hidden.masked_text)
         for method in methods:
             runs[method].append(run_method(engine, method, ids, options.max_new_tokens))
-        if task.hidden is not None and engine.project is not None:
+        if task.hidden is not None and isinstance(engine.project, ProjectStore):
             engine.project.update_text(task.hidden.relative, task.hidden.original_text)
         tqdm.write(
             f"{task.task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),

@@ -102,8 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch", action="store_true", help="keep the store current until interrupted"
     )
 
+    serve = commands.add_parser("serve", help="the language server (stdio by default)")
+    serve.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (default)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on a loopback address instead")
+    serve.add_argument("--model", default=_DEFAULT_MODEL, help="model (clients may change it)")
+    serve.add_argument("--dtype", choices=_DTYPES, default="auto")
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
     bench = commands.add_parser("bench", help="run methods side by side on a suite")
-    bench.add_argument("--suite", default="humaneval", help="humaneval, repo:DIST, stores or index")
+    bench.add_argument(
+        "--suite", default="humaneval", help="humaneval, repo:DIST, stores, index or lsp"
+    )
     bench.add_argument("--limit", type=_positive, default=20)
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
@@ -244,12 +253,17 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.suite in ("stores", "index"):
+    if args.suite in ("stores", "index", "lsp"):
         from daemon.index_bench import run_index_bench
+        from daemon.lsp_bench import run_lsp_bench
         from daemon.store_bench import run_store_bench
 
-        run = run_store_bench if args.suite == "stores" else run_index_bench
-        report = run(args.model, _workspace(args.workspace))
+        workspace = _workspace(args.workspace)
+        if args.suite == "lsp":
+            report = run_lsp_bench(args.model, workspace, args.limit, args.seed)
+        else:
+            run = run_store_bench if args.suite == "stores" else run_index_bench
+            report = run(args.model, workspace)
         print(json.dumps(report, indent=2))
         if args.json_file:
             args.json_file.write_text(json.dumps(report, indent=2))
@@ -277,6 +291,21 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from daemon.serve import serve
+
+    address = None
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+            raise UsageError(
+                f"--tcp takes a loopback HOST:PORT (e.g. 127.0.0.1:2087), not {args.tcp}"
+            )
+        address = (host.strip("[]"), int(port))
+    serve(args.model, args.device, args.dtype, address)
+    return 0
+
+
 def _setup(args: argparse.Namespace) -> int:
     from daemon.setup_model import setup_model
 
@@ -290,7 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    handlers = {"setup": _setup, "generate": _generate, "bench": _bench, "index": _index}
+    handlers = {
+        "setup": _setup,
+        "generate": _generate,
+        "bench": _bench,
+        "index": _index,
+        "serve": _serve,
+    }
     try:
         return handlers[args.command](args)
     except UsageError as exc:

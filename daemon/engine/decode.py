@@ -28,7 +28,21 @@ from daemon.engine.models import LoadedModel
 from daemon.engine.stops import StopRule
 from daemon.engine.tree import EMPTY_TREE, DraftTree, build_tree, tree_attention_mask
 
-__all__ = ["DecodeResult", "StepRecord", "generate"]
+__all__ = ["DecodeResult", "PrefixCache", "StepRecord", "generate"]
+
+
+@dataclass
+class PrefixCache:
+    """The KV rows of the previous request, kept for the next one: an editor asks again with
+    the same text plus a few typed characters, so only the tail after the longest common token
+    prefix is prefilled. Rows belong to `tokens` exactly (prompt plus committed output)."""
+
+    tokens: list[int] = field(default_factory=list)
+    cache: DynamicCache | None = None
+    reused: int = 0  # prompt tokens the last request did not have to prefill
+
+    def clear(self) -> None:
+        self.tokens, self.cache, self.reused = [], None, 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +123,70 @@ def generate(
     budget: BudgetPolicy | None = None,
     should_cancel: Callable[[], bool] | None = None,
     max_depth: int = 10,
+    reuse: PrefixCache | None = None,
 ) -> DecodeResult:
     """Greedy continuation of `prompt`; speculative when a drafter is given.
 
-    `budget` sizes each step's tree (default: 16 nodes); `max_depth` caps its depth.
+    `budget` sizes each step's tree (default: 16 nodes); `max_depth` caps its depth; `reuse`
+    carries KV rows from one call to the next (see PrefixCache).
     """
     if not prompt:
         raise ValueError("the prompt is empty")
+    context = list(prompt)
+    cache, start = _reusable(reuse, context)
+    try:
+        result = _decode(lm, context, cache, start, stop, drafter, budget, should_cancel, max_depth)
+    except BaseException:
+        if reuse is not None:
+            reuse.clear()  # a half-written cache must never be reused
+        raise
+    if reuse is not None:
+        reuse.tokens, reuse.cache, reuse.reused = context, cache, start
+    return result
+
+
+def _reusable(reuse: PrefixCache | None, context: list[int]) -> tuple[DynamicCache, int]:
+    """A cache holding rows for context[:start], and start (at least one token is left to run,
+    since the prefill must produce the logits after the last prompt token)."""
+    if reuse is None or reuse.cache is None:
+        return DynamicCache(), 0
+    start = min(_common_prefix(reuse.tokens, context), len(context) - 1)
+    if start == 0:
+        return DynamicCache(), 0
+    cache = reuse.cache
+    layers: list[Any] = list(cache.layers)
+    for layer in layers:  # (B, H, T, D): keep the shared prefix's rows
+        layer.keys = layer.keys[:, :, :start]
+        layer.values = layer.values[:, :, :start]
+    reuse.cache = None  # now owned by this call until it ends
+    return cache, start
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _decode(
+    lm: LoadedModel,
+    context: list[int],
+    cache: DynamicCache,
+    start: int,
+    stop: StopRule,
+    drafter: Drafter | None,
+    budget: BudgetPolicy | None,
+    should_cancel: Callable[[], bool] | None,
+    max_depth: int,
+) -> DecodeResult:
+    """Prefill context[start:] after the cached rows, then the loop of the module docstring.
+    `context` ends as the tokens whose rows the cache holds."""
     policy = budget or FixedBudget(16)
     started = time.perf_counter()
-    context = list(prompt)
-    cache = DynamicCache()
     with torch.inference_mode():
-        logits = _forward(lm, context, 0, None, cache, None, last_only=True)  # (1, V)
+        logits = _forward(lm, context[start:], start, None, cache, None, last_only=True)  # (1, V)
         root = int(logits[-1].argmax())
         prefill_s = time.perf_counter() - started
         generated = [root]

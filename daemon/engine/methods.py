@@ -10,7 +10,7 @@ import importlib.metadata as metadata
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,11 @@ import torch
 
 from daemon.engine.budget import AdaptiveBudget, BudgetPolicy, CostCurve, FixedBudget, cost_curve
 from daemon.engine.datastore import SuffixIndex
-from daemon.engine.decode import DecodeResult, generate
+from daemon.engine.decode import DecodeResult, PrefixCache, generate
 from daemon.engine.drafters import ContextLookupDrafter, Drafter, HistoryDrafter
 from daemon.engine.general_store import corpus_sources, open_general_store
 from daemon.engine.models import LoadedModel, load_model
-from daemon.engine.project_store import ProjectStore
+from daemon.engine.project_store import ProjectSource, ProjectStore
 from daemon.engine.retrieval import (
     RetrievalCache,
     RetrievalConfig,
@@ -62,7 +62,7 @@ class Engine:
         self,
         lm: LoadedModel,
         general: SuffixIndex | None = None,
-        project: ProjectStore | None = None,
+        project: ProjectSource | None = None,
     ) -> None:
         self.lm = lm
         self.general = general
@@ -206,16 +206,29 @@ def run_method(
     max_new_tokens: int,
     stop_strings: Sequence[str] = (),
     should_cancel: Callable[[], bool] | None = None,
+    text_stop: Callable[[str], bool] | None = None,
+    extra_eos: Collection[int] = (),
+    reuse: PrefixCache | None = None,
 ) -> Completion:
-    """Generate with `method`; the prompt must already fit (see `fit_prompt`)."""
+    """Generate with `method`; the prompt must already fit (see `fit_prompt`).
+
+    `text_stop` ends generation once the text so far is final (an editor's shape rules);
+    `extra_eos` adds end tokens (fill-in-the-middle markers); `reuse` keeps KV rows across calls.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     lm = engine.lm
-    stop = StopRule(max_new_tokens, lm.eos_ids, stop_strings, lambda ids: _text(lm, ids, False))
+    stop = StopRule(
+        max_new_tokens,
+        lm.eos_ids | frozenset(extra_eos),
+        stop_strings,
+        lambda ids: _text(lm, ids, False),
+        text_stop,
+    )
     if method in ("hf", "pld"):
         return _run_hf(lm, method, prompt, stop)
     drafter, budget = engine.plan(method)
-    result = generate(lm, prompt, stop, drafter, budget, should_cancel)
+    result = generate(lm, prompt, stop, drafter, budget, should_cancel, reuse=reuse)
     completion = _completion(lm, method, result, stop)
     if isinstance(drafter, RetrievalDrafter):
         stats = drafter.stats

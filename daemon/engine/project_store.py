@@ -22,7 +22,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from indexer.expressions import frequent
 from indexer.filters import IndexRules
 from indexer.scan import Fingerprint, FolderIndexer
 
-__all__ = ["ProjectStore"]
+__all__ = ["ProjectSource", "ProjectStore", "ProjectStores"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,34 @@ _SCHEMA = 2
 _FRESH_SHARE = 0.1  # rebuild the base once fresh tokens pass this share of it ...
 _FRESH_MIN = 50_000  # ... but never for fewer than this many
 _PIECE_CACHE_TOKENS = 4_000_000
+
+
+class ProjectSource(Protocol):
+    """What drafting reads from project code: search layers (the same tuple object until
+    something changes, so callers can keep caches keyed by it)."""
+
+    def layers(self) -> tuple[SuffixIndex, ...]: ...
+
+    def expression_layer(self) -> SuffixIndex | None: ...
+
+
+class ProjectStores:
+    """Several workspace folders' stores searched as one project."""
+
+    def __init__(self) -> None:
+        self.stores: dict[Path, ProjectStore] = {}
+        self._layers: tuple[SuffixIndex, ...] = ()
+
+    def layers(self) -> tuple[SuffixIndex, ...]:
+        layers = tuple(layer for store in list(self.stores.values()) for layer in store.layers())
+        if len(layers) != len(self._layers) or any(
+            a is not b for a, b in zip(layers, self._layers, strict=True)
+        ):
+            self._layers = layers
+        return self._layers
+
+    def expression_layer(self) -> SuffixIndex | None:
+        return None  # measured to add nothing (README); the single-folder store offers it
 
 
 class ProjectStore:

@@ -17,11 +17,14 @@ class StopRule:
         eos_ids: Collection[int],
         stop_strings: Sequence[str] = (),
         decode: Callable[[Sequence[int]], str] | None = None,
+        text_stop: Callable[[str], bool] | None = None,
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        if stop_strings and decode is None:
+        if (stop_strings or text_stop) and decode is None:
             raise ValueError("stop strings need a decode function")
+        # `text_stop(text so far)` says the completion's shape is decided (editor stop rules)
+        self.text_stop = text_stop
         self.max_new_tokens = max_new_tokens
         self.eos_ids = frozenset(eos_ids)
         self.stop_strings = tuple(s for s in stop_strings if s)
@@ -38,6 +41,8 @@ class StopRule:
                 return "eos"
             if self.stop_strings and self._ends_with_stop(generated, index):
                 return "stop_string"
+            if self.text_stop is not None and self._shape_decided(generated, index):
+                return "shape"
             if index + 1 >= self.max_new_tokens:
                 return "max_new_tokens"
         return None
@@ -46,6 +51,10 @@ class StopRule:
         assert self._decode is not None  # checked in __init__
         tail = self._decode(generated[max(0, index + 1 - self._window) : index + 1])
         return any(stop in tail for stop in self.stop_strings)
+
+    def _shape_decided(self, generated: Sequence[int], index: int) -> bool:
+        assert self.text_stop is not None and self._decode is not None  # checked in __init__
+        return self.text_stop(self._decode(generated[: index + 1]))
 
     def trim(self, text: str) -> str:
         """`text` up to the first stop string (EOS tokens are dropped by the decoder)."""

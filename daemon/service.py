@@ -1,0 +1,285 @@
+"""The language server's backend: the model, the stores and the workspace indexer.
+
+One worker thread owns the model: loading it and every generation run there in order, so the
+server's event loop and pygls' reader never wait on torch. The previous request's KV cache is
+kept (`PrefixCache`): the next request, usually the same file with a few more characters,
+prefills only what changed. Prompts are fill-in-the-middle when the tokenizer has the markers
+(Qwen2.5-Coder does), cut at stable line boundaries so that typing keeps the prompt's start,
+and with it the reusable prefix, in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from daemon.engine.decode import PrefixCache
+from daemon.engine.methods import METHODS, Engine, open_engine, run_method
+from daemon.engine.project_store import ProjectStore, ProjectStores
+from indexer.filters import IndexRules
+from indexer.workspace import WorkspaceIndexer
+from lsp.backend import CompletionRequest, Generated, StatusSink
+from lsp.settings import Settings
+
+__all__ = ["Service"]
+
+logger = logging.getLogger(__name__)
+
+_FIM = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+_FIM_ENDS = ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", *_FIM)
+_ANCHOR_CHARS = 2048  # the prompt's first line moves in steps of this many characters
+_CHARS_PER_TOKEN = 6  # generous: cut characters first, tokens after
+
+
+class Service:
+    """Implements lsp.backend.Backend."""
+
+    def __init__(self) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeswift-model")
+        self._lock = threading.Lock()
+        self._status: StatusSink = lambda state, details: None
+        self.settings = Settings()
+        self.engine: Engine | None = None
+        self.error: str | None = None
+        self.reuse = PrefixCache()
+        self.projects = ProjectStores()
+        self.indexer: WorkspaceIndexer | None = None
+        self._folders: set[Path] = set()
+        self._buffers: dict[Path, str] = {}  # open documents, replayed when the indexer starts
+        self._indexing: dict[Path, tuple[int, int]] = {}
+        self._last_progress = 0.0
+        self.requests = 0
+        self.reused_tokens = 0
+        self.prompt_tokens = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self, settings: Settings, status: StatusSink) -> None:
+        self.settings, self._status = settings, status
+        self._worker.submit(self._load)
+
+    def configure(self, settings: Settings) -> None:
+        reload = (settings.model, settings.device, settings.dtype) != (
+            self.settings.model,
+            self.settings.device,
+            self.settings.dtype,
+        )
+        self.settings = settings
+        if reload and (self.engine is not None or self.error is not None):
+            self._worker.submit(self._load)
+
+    def shutdown(self) -> None:
+        if self.indexer is not None:
+            self.indexer.stop()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self) -> None:
+        settings = self.settings
+        self._status("loading", {"message": f"loading {settings.model}", "model": settings.model})
+        self.engine, self.error = None, None
+        self.reuse.clear()
+        try:
+            engine = open_engine(settings.model, settings.device, settings.dtype)
+        except Exception as exc:  # the server stays up and answers with empty results
+            self.error = f"cannot load model {settings.model}: {exc}"
+            logger.error("%s", self.error)
+            self._status("error", {"message": self.error, "model": settings.model})
+            return
+        engine.project = self.projects
+        # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
+        warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
+        run_method(engine, settings.method if settings.method in METHODS else "codeswift", warm, 4)
+        self.engine = engine
+        self._start_indexer(engine)
+        self._status("ready", self._identity())
+
+    def _identity(self) -> dict[str, Any]:
+        if self.engine is None:
+            return {"model": self.settings.model}
+        lm = self.engine.lm
+        return {"model": lm.name, "device": str(lm.device), "dtype": lm.dtype_name}
+
+    # -- workspace --------------------------------------------------------------------------
+
+    def _start_indexer(self, engine: Engine) -> None:
+        if self.indexer is not None:
+            return
+        tokenizer = engine.lm.tokenizer
+        rules = IndexRules(
+            include=self.settings.index_include,
+            exclude=self.settings.index_exclude,
+            index_secrets=self.settings.index_secrets,
+        )
+
+        def sink_for(root: Path) -> ProjectStore:
+            store = ProjectStore(root, tokenizer)
+            self.projects.stores[root] = store
+            return store
+
+        self.indexer = WorkspaceIndexer(sink_for, rules, on_progress=self._indexing_progress)
+        self.indexer.on_batch = self._indexed
+        self.indexer.start()
+        with self._lock:
+            folders = sorted(self._folders)
+            buffers = dict(self._buffers)
+        for folder in folders:
+            self.indexer.add_folder(folder)
+        for path, text in buffers.items():
+            self.indexer.open_buffer(path, text)
+
+    def _indexing_progress(self, root: Path, done: int, total: int) -> None:
+        self._indexing[root] = (done, total)
+        now = time.monotonic()
+        if done < total and now - self._last_progress < 0.25:
+            return
+        self._last_progress = now
+        done_all = sum(d for d, _ in self._indexing.values())
+        total_all = sum(t for _, t in self._indexing.values())
+        message = f"indexing {done_all} of {total_all} files"
+        self._status("indexing", {"message": message, "done": done_all, "total": total_all})
+
+    def _indexed(self, root: Path, report: Any) -> None:
+        if self._indexing.pop(root, None) is not None:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Back from busy: still indexing, or ready."""
+        if self._indexing:
+            done, total = (sum(x) for x in zip(*self._indexing.values(), strict=True))
+            message = f"indexing {done} of {total} files"
+            self._status("indexing", {"message": message, "done": done, "total": total})
+        elif self.engine is not None:
+            self._status("ready", self._identity())
+
+    def add_folder(self, folder: Path) -> None:
+        with self._lock:
+            self._folders.add(folder)
+        if self.indexer is not None:
+            self.indexer.add_folder(folder)
+
+    def remove_folder(self, folder: Path) -> None:
+        with self._lock:
+            self._folders.discard(folder)
+        if self.indexer is not None:
+            self.indexer.remove_folder(folder)
+        self.projects.stores.pop(folder.resolve(), None)
+
+    def buffer_changed(self, path: Path, text: str) -> None:
+        with self._lock:
+            self._buffers[path] = text
+        if self.indexer is not None:
+            self.indexer.change_buffer(path, text)
+
+    def buffer_closed(self, path: Path) -> None:
+        with self._lock:
+            self._buffers.pop(path, None)
+        if self.indexer is not None:
+            self.indexer.close_buffer(path)
+
+    def file_saved(self, path: Path) -> None:
+        if self.indexer is not None:
+            self.indexer.reindex(path)
+
+    def reindex(self) -> None:
+        if self.indexer is not None:
+            self.indexer.reindex()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self._identity(),
+            "error": self.error,
+            "requests": self.requests,
+            "promptTokens": self.prompt_tokens,
+            "reusedPromptTokens": self.reused_tokens,
+            "index": self.indexer.stats() if self.indexer is not None else None,
+        }
+
+    # -- generation -------------------------------------------------------------------------
+
+    def complete(self, request: CompletionRequest, cancel: threading.Event) -> Future[Generated]:
+        return self._worker.submit(self._generate, request, cancel)
+
+    def _generate(self, request: CompletionRequest, cancel: threading.Event) -> Generated:
+        engine = self.engine
+        if engine is None or cancel.is_set():
+            return Generated("", 0, 0.0, 0.0, 0, "unavailable" if engine is None else "cancelled")
+        started = time.perf_counter()
+        settings = request.settings
+        # Blanks before the cursor stay out of the prompt: alone they tokenize unlike the
+        # indentation-plus-word tokens the model writes, and it would indent twice. The model
+        # writes them itself; they are taken off the front of what it writes.
+        blanks = request.prefix[len(request.prefix.rstrip(" \t")) :]
+        prefix = request.prefix[: len(request.prefix) - len(blanks)]
+
+        def typed(raw: str) -> str:
+            if raw.startswith(blanks):
+                return raw[len(blanks) :]
+            return raw.lstrip(" \t")
+
+        prompt, end_ids = fim_prompt(engine, prefix, request.suffix, settings)
+        method = settings.method if settings.method in METHODS else "codeswift"
+        # the time cap runs from here, not from the request: a request queued behind the model
+        # load must not arrive already expired; at the cap, whatever was made is shown
+        deadline = time.monotonic() + settings.timeout_ms / 1000
+
+        def should_stop() -> bool:
+            return cancel.is_set() or time.monotonic() > deadline
+
+        self._status("busy", {})
+        try:
+            completion = run_method(
+                engine,
+                method,
+                prompt,
+                settings.max_new_tokens,
+                should_cancel=should_stop,
+                text_stop=lambda raw: request.stop(typed(raw)),
+                extra_eos=end_ids,
+                reuse=self.reuse,
+            )
+        finally:
+            self._settle()
+        self.requests += 1
+        self.prompt_tokens += len(prompt)
+        self.reused_tokens += self.reuse.reused
+        steps = completion.steps + 1
+        return Generated(
+            text=typed(completion.text),
+            tokens=len(completion.tokens),
+            seconds=time.perf_counter() - started,
+            mean_accepted=len(completion.tokens) / steps if completion.tokens else 0.0,
+            reused_tokens=self.reuse.reused,
+            stop_reason=completion.stop_reason,
+        )
+
+
+def fim_prompt(
+    engine: Engine, prefix: str, suffix: str, settings: Settings
+) -> tuple[list[int], list[int]]:
+    """Prompt ids (prefix-suffix-middle when the tokenizer has the markers) and the extra ids
+    that end a completion."""
+    tokenizer = engine.lm.tokenizer
+    vocab = tokenizer.get_vocab()
+    head = _stable_tail(prefix, settings.prefix_tokens * _CHARS_PER_TOKEN)
+    prefix_ids = tokenizer(head, add_special_tokens=False)["input_ids"][-settings.prefix_tokens :]
+    if not all(marker in vocab for marker in _FIM):
+        return prefix_ids or [*tokenizer("\n")["input_ids"]], []
+    tail = suffix[: settings.suffix_tokens * _CHARS_PER_TOKEN]
+    suffix_ids = tokenizer(tail, add_special_tokens=False)["input_ids"][: settings.suffix_tokens]
+    begin, hole, middle = (vocab[marker] for marker in _FIM)
+    ends = [vocab[marker] for marker in _FIM_ENDS if marker in vocab]
+    return [begin, *prefix_ids, hole, *suffix_ids, middle], ends
+
+
+def _stable_tail(text: str, budget: int) -> str:
+    """The end of `text`, about `budget` characters, starting at a line start that stays put
+    while the user types (so the next prompt shares this one's token prefix)."""
+    if len(text) <= budget:
+        return text
+    start = ((len(text) - budget) // _ANCHOR_CHARS + 1) * _ANCHOR_CHARS
+    newline = text.find("\n", start)
+    return text[newline + 1 :] if newline != -1 else text[start:]

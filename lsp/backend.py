@@ -1,0 +1,70 @@
+"""The port between the language server and whatever generates completions.
+
+The server knows documents, positions and editors; the backend knows models, prompts and the
+workspace index. The daemon implements `Backend` (daemon/service.py); tests may use a small fake.
+Generation runs on the backend's own worker, never on the server's event loop or thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from lsp.settings import Settings
+
+__all__ = ["Backend", "CompletionRequest", "Generated", "StatusSink"]
+
+# state, details (device, model, message, ...): starting | loading | indexing | ready | busy |
+# error | disabled
+StatusSink = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    prefix: str  # document text before the cursor
+    suffix: str  # document text after the cursor
+    path: Path | None  # the file, when the document is one on disk
+    language: str
+    settings: Settings
+    stop: Callable[[str], bool]  # True once the text so far has its final shape
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str  # the raw completion (the server shapes it)
+    tokens: int
+    seconds: float
+    mean_accepted: float  # tokens per model forward
+    reused_tokens: int  # prompt tokens whose KV rows came from the previous request
+    stop_reason: str
+
+
+class Backend(Protocol):
+    def start(self, settings: Settings, status: StatusSink) -> None:
+        """Load the model and whatever else, in the background, reporting through `status`."""
+
+    def configure(self, settings: Settings) -> None: ...
+
+    def complete(self, request: CompletionRequest, cancel: threading.Event) -> Future[Generated]:
+        """Queue a generation; setting `cancel` stops it within one decode step."""
+
+    def add_folder(self, folder: Path) -> None: ...
+
+    def remove_folder(self, folder: Path) -> None: ...
+
+    def buffer_changed(self, path: Path, text: str) -> None:
+        """An open document's text changed (unsaved text wins over the file on disk)."""
+
+    def buffer_closed(self, path: Path) -> None: ...
+
+    def file_saved(self, path: Path) -> None: ...
+
+    def reindex(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def shutdown(self) -> None: ...

@@ -1,0 +1,186 @@
+"""One completion, from a cursor to shaped text: offers reused, debounce, generation shared or
+cancelled, stale answers refused.
+
+Rules for the requests of one document:
+  * the same place asked again, or the user typing into the text on offer: answered from the
+    offers, no model call;
+  * a newer request supersedes an older one still waiting out its debounce (the older answers
+    RequestCancelled, -32800);
+  * a generation still running for a prefix the new request extends is awaited and shared, not
+    restarted; any other running generation is cancelled;
+  * an answer for a document that changed meanwhile is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lsp.backend import Backend, CompletionRequest, Generated
+from lsp.settings import Settings
+from lsp.shaping import CursorContext, cut_point, shape_completion, wants_multiline
+from lsp.typeahead import Offer, OfferCache
+
+__all__ = ["Completer", "Cursor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    uri: str
+    version: int | None
+    prefix: str
+    suffix: str
+    path: Path | None
+    language: str
+    tab_size: int = 4
+    insert_spaces: bool = True
+    invoked: bool = False  # an explicit gesture, not typing
+
+
+@dataclass
+class _Generation:
+    """A generation in flight, awaited by one or more requests."""
+
+    prefix: str
+    suffix: str
+    settings_key: object
+    future: asyncio.Future[Generated]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    offer: Offer | None = None  # set as soon as the generation ends (before waiters resume)
+    waiters: int = 0
+
+    async def wait(self) -> Offer | None:
+        self.waiters += 1
+        try:
+            await asyncio.shield(self.future)
+            return self.offer
+        finally:
+            self.waiters -= 1
+            if self.waiters == 0 and not self.future.done():
+                self.cancel.set()  # nobody wants it any more: stop within one decode step
+
+
+class Completer:
+    """The completion pipeline of one server (runs on its event loop)."""
+
+    def __init__(self, backend: Backend, settings: Callable[[], Settings]) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.offers = OfferCache()
+        self._running: dict[str, _Generation] = {}
+        self._latest: dict[str, int] = {}
+        self._sequence = 0
+        self.latencies_ms: list[float] = []
+        self.generated: list[Generated] = []
+        self.offered = 0
+        self.accepted = 0
+
+    async def complete(self, cursor: Cursor, is_current: Callable[[], bool]) -> Offer | None:
+        """The offer for `cursor`, or None; raises CancelledError when superseded."""
+        started = time.perf_counter()
+        settings = self.settings()
+        context = CursorContext(
+            cursor.prefix, cursor.suffix, cursor.tab_size, cursor.insert_spaces, cursor.language
+        )
+        multiline = wants_multiline(context, settings.multiline)
+        # what shaped an offer; the single/multi-line decision is left out on purpose: typing
+        # into a block offer makes the line non-blank, and the rest of the block still holds
+        key = (settings, cursor.tab_size, cursor.insert_spaces)
+        offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
+        if offer is not None:
+            return self._offered(offer, started)
+
+        self._sequence += 1
+        sequence = self._latest[cursor.uri] = self._sequence
+        if settings.debounce_ms and not cursor.invoked:
+            await asyncio.sleep(settings.debounce_ms / 1000)
+        if self._latest.get(cursor.uri) != sequence:
+            raise asyncio.CancelledError  # a newer request for this document arrived
+
+        running = self._running.get(cursor.uri)
+        if running is not None and _extends(running, cursor, key):
+            await running.wait()
+            offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
+            if offer is not None:
+                return self._offered(offer, started)
+        elif running is not None:
+            running.cancel.set()
+
+        generation = self._start(cursor, context, multiline, key, settings)
+        offer = await generation.wait()
+        if not is_current():
+            return None  # the document changed while generating: never answer for old text
+        return self._offered(offer, started) if offer is not None else None
+
+    def _start(
+        self,
+        cursor: Cursor,
+        context: CursorContext,
+        multiline: bool,
+        key: object,
+        settings: Settings,
+    ) -> _Generation:
+        loop = asyncio.get_running_loop()
+        request = CompletionRequest(
+            prefix=cursor.prefix,
+            suffix=cursor.suffix,
+            path=cursor.path,
+            language=cursor.language,
+            settings=settings,
+            stop=lambda text: cut_point(text, context, multiline) is not None,
+        )
+        cancel = threading.Event()
+        future = asyncio.wrap_future(self.backend.complete(request, cancel), loop=loop)
+        generation = _Generation(cursor.prefix, cursor.suffix, key, future, cancel)
+        self._running[cursor.uri] = generation
+
+        def finished(_: asyncio.Future[Generated]) -> None:
+            if self._running.get(cursor.uri) is generation:
+                del self._running[cursor.uri]
+            if future.cancelled() or future.exception() is not None:
+                if not future.cancelled():
+                    logger.error("generation failed: %s", future.exception())
+                return
+            generated = future.result()
+            self.generated.append(generated)
+            text = shape_completion(generated.text, context, multiline)
+            if text:  # remembered here, so requests sharing this generation find it at once
+                generation.offer = Offer(
+                    self.offers.new_id(), cursor.prefix, cursor.suffix, text, key
+                )
+                self.offers.remember(cursor.uri, generation.offer)
+
+        future.add_done_callback(finished)
+        return generation
+
+    def _offered(self, offer: Offer, started: float) -> Offer:
+        self.offered += 1
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        return offer
+
+    def forget(self, uri: str) -> None:
+        self.offers.forget(uri)
+        self._latest.pop(uri, None)
+        running = self._running.pop(uri, None)
+        if running is not None:
+            running.cancel.set()
+
+    def cancel_all(self) -> None:
+        for running in self._running.values():
+            running.cancel.set()
+
+
+def _extends(running: _Generation, cursor: Cursor, key: object) -> bool:
+    """The running generation started at a prefix this cursor's prefix extends (typing on)."""
+    return (
+        running.settings_key == key
+        and running.suffix == cursor.suffix
+        and cursor.prefix.startswith(running.prefix)
+    )
