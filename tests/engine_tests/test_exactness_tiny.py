@@ -210,3 +210,30 @@ def test_retrieval_drafter_with_every_switch_is_exact(tiny: LoadedModel) -> None
             result = generate(tiny, list(prompt), StopRule(48, ()), drafter, AdaptiveBudget(curve))
             assert result.tokens == answer, off
             assert result.mean_accepted > 1.5, off  # the stores' true continuations were used
+
+
+def test_prefix_cache_reuse_gives_the_greedy_output(tiny: LoadedModel) -> None:
+    """An editor's request sequence: the same text, a few more tokens typed, an edit further
+    back, a cancelled request in between. Reused KV rows never change any answer."""
+    from daemon.engine.decode import PrefixCache
+
+    reuse = PrefixCache()
+    base = PROMPTS[0]
+    sequence = [base, base + [7, 8], base + [7, 8, 9], base[:5] + [3] + base[6:], base, base]
+    for prompt in sequence:
+        fresh = greedy(tiny, prompt, 24)
+        result = generate(tiny, prompt, StopRule(24, ()), ContextLookupDrafter(), reuse=reuse)
+        assert result.tokens == fresh
+    assert reuse.reused == len(base) - 1  # asked twice: all cached but the last prompt token
+
+    calls = 0
+
+    def cancel_soon() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2
+
+    generate(tiny, base + [5], StopRule(24, ()), should_cancel=cancel_soon, reuse=reuse)
+    again = generate(tiny, base + [5, 6], StopRule(24, ()), reuse=reuse)
+    assert again.tokens == greedy(tiny, base + [5, 6], 24)
+    assert reuse.reused > len(base)

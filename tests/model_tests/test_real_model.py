@@ -70,3 +70,22 @@ def test_every_method_and_ablation_equals_greedy(engine: Engine) -> None:
         reference = run_method(engine, "ar", ids, 64).tokens
         for method in ours:
             assert run_method(engine, method, ids, 64).tokens == reference, method
+
+
+def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) -> None:
+    """The language server's path: fill-in-the-middle prompts, KV rows kept across requests
+    while the user types, editor stop rules. Every answer equals a fresh greedy run."""
+    from daemon.engine.decode import PrefixCache
+    from daemon.service import fim_prompt
+    from lsp.settings import Settings
+
+    source = (REPO / "daemon" / "engine" / "stops.py").read_text()
+    cursor = source.index("        return None\n\n    def _ends_with_stop")
+    reuse = PrefixCache()
+    for typed in ("", "    ", "    r", "    re"):
+        prefix, suffix = source[:cursor] + typed, source[cursor:]
+        prompt, ends = fim_prompt(engine, prefix, suffix, Settings(prefix_tokens=512))
+        reused = run_method(engine, "codeswift", prompt, 24, extra_eos=ends, reuse=reuse)
+        fresh = run_method(engine, "ar", prompt, 24, extra_eos=ends)
+        assert reused.tokens == fresh.tokens, typed
+    assert reuse.reused > 400  # typing kept the prompt's start: most rows were reused
