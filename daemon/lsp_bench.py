@@ -1,11 +1,14 @@
 """`codeswift bench --suite lsp`: editor latencies measured through the real server.
 
 `codeswift serve` runs as a subprocess and a pygls client drives it over stdio, as an editor
-would. On real files of the workspace (default: this package's own sources) it times, warm:
-  * a single-line completion (cursor in the middle of a line),
-  * a block (cursor on a fresh line inside a function, 64 new tokens, multi-line),
-  * a typed-ahead hit (the user types the first characters of what is showing),
-  * a cancellation (the time from `$/cancelRequest` to the -32800 answer, mid-generation),
+would. In real files of the workspace (default: this package's own sources) it rewrites one
+line of a function body key by key, asking for a completion after every key, and times:
+  * the first request in a file (its whole prompt prefilled),
+  * single-line completions after a key the showing completion did not predict (a model call,
+    with the previous request's KV rows reused),
+  * typed-ahead hits (the key was the next character of what was showing),
+  * a block at the start of the next line (64 new tokens),
+  * a cancellation (from `$/cancelRequest` to the -32800 answer, mid-generation),
   * an unrelated request answered while a generation runs (`codeswift.stats`).
 """
 
@@ -52,7 +55,7 @@ async def _bench(
             ready.set()
 
     await client.start_io(sys.executable, "-m", "daemon", "serve", "--model", model)
-    options = {"debounceMs": 0, "maxNewTokens": 64, "timeoutMs": 60000}
+    options = {"debounceMs": 0, "maxNewTokens": 48, "timeoutMs": 60000}
     await client.initialize_async(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(),
@@ -63,32 +66,34 @@ async def _bench(
     client.initialized(types.InitializedParams())
     await asyncio.wait_for(ready.wait(), 300)
     try:
-        single, block, typed, cancel, unrelated = [], [], [], [], []
+        results: dict[str, list[float]] = {
+            "first": [],
+            "single": [],
+            "typed": [],
+            "block": [],
+            "cancel": [],
+            "unrelated": [],
+        }
         for number in range(samples):
             path = files[rng.randrange(len(files))]
-            text = path.read_text(encoding="utf-8")
-            uri = f"{path.as_uri()}#{number}"  # a fresh document each time: no offer reuse
-            _open(client, uri, text)
-            mid_line, fresh_line = _positions(text, rng)
-            single.append((await _timed_text(client, uri, mid_line))[0])
-            _change_config(client, {"multiline": "always"})
-            block_ms, shown = await _timed_text(client, uri, fresh_line)
-            block.append(block_ms)
-            if len(shown) > 3:
-                typed.append(await _typed_ahead(client, uri, text, fresh_line, shown[:2]))
-            _change_config(client, {"multiline": "auto"})
-            cancel_ms, unrelated_ms = await _cancel(client, uri, fresh_line)
-            cancel.append(cancel_ms)
-            unrelated.append(unrelated_ms)
+            await _replay_line(client, path, number, rng, results)
+        stats = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams("codeswift.stats")
+        )
+        backend = _field(stats, "backend")
         return {
             "suite": "lsp",
+            "prompt_tokens": _field(backend, "promptTokens"),
+            "reused_prompt_tokens": _field(backend, "reusedPromptTokens"),
+            "model_requests": _field(backend, "requests"),
             "workspace": str(folder),
-            "requests": samples,
-            "single_line_ms": _summary(single),
-            "block_64_ms": _summary(block),
-            "typed_ahead_ms": _summary(typed),
-            "cancel_ack_ms": _summary(cancel),
-            "unrelated_during_generation_ms": _summary(unrelated),
+            "files": samples,
+            "first_request_in_file_ms": _summary(results["first"]),
+            "single_line_ms": _summary(results["single"]),
+            "typed_ahead_ms": _summary(results["typed"]),
+            "block_64_ms": _summary(results["block"]),
+            "cancel_ack_ms": _summary(results["cancel"]),
+            "unrelated_during_generation_ms": _summary(results["unrelated"]),
         }
     finally:
         await client.shutdown_async(None)
@@ -96,20 +101,74 @@ async def _bench(
         await client.stop()
 
 
-def _positions(text: str, rng: random.Random) -> tuple[types.Position, types.Position]:
-    """A cursor in the middle of a code line, and one at the start of a body line."""
-    lines = text.split("\n")
-    code = [i for i, line in enumerate(lines) if len(line.strip()) > 12 and line.startswith("    ")]
-    row = rng.choice(code) if code else 0
-    column = len(lines[row]) // 2
-    mid = types.Position(row, len(lines[row][:column].encode("utf-16-le")) // 2)
-    indent = len(lines[row]) - len(lines[row].lstrip())
-    return mid, types.Position(row, indent)
+async def _replay_line(
+    client: LanguageClient,
+    path: Path,
+    number: int,
+    rng: random.Random,
+    results: dict[str, list[float]],
+) -> None:
+    """Write one real line of `path` key by key, asking for a completion after each key, as
+    an editor does; then start the next line (a block request), then cancel a long one."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    rows = [i for i, line in enumerate(lines) if len(line.strip()) > 12 and line.startswith("    ")]
+    if not rows:
+        return
+    row = rng.choice(rows)
+    target = lines[row]
+    indent = len(target) - len(target.lstrip())
+    uri = f"{path.as_uri()}#{number}"  # a fresh document: nothing cached from earlier samples
+    document = _Document(client, uri, lines, row, target[:indent])
+    started, shown = await document.ask()
+    results["first"].append(started)
+    for column in range(indent + 1, min(len(target), indent + 16) + 1):
+        expected_hit = bool(shown) and shown[0] == target[column - 1]
+        document.type(target[:column])
+        elapsed, shown = await document.ask()
+        results["typed" if expected_hit else "single"].append(elapsed)
+    document.type(target)
+    document.new_line(" " * indent)
+    _change_config(client, {"maxNewTokens": 64})
+    elapsed, _ = await document.ask()
+    results["block"].append(elapsed)
+    cancelled, unrelated = await _cancel(client, uri, types.Position(row, 0))
+    results["cancel"].append(cancelled)
+    results["unrelated"].append(unrelated)
 
 
-def _open(client: LanguageClient, uri: str, text: str) -> None:
-    item = types.TextDocumentItem(uri, "python", 1, text)
-    client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+class _Document:
+    """A document being written at one line, synced to the server as full-text changes."""
+
+    def __init__(
+        self, client: LanguageClient, uri: str, lines: list[str], row: int, text: str
+    ) -> None:
+        self.client, self.uri, self.lines, self.row = client, uri, list(lines), row
+        self.lines[row] = text
+        self.version = 1
+        item = types.TextDocumentItem(uri, "python", 1, "\n".join(self.lines))
+        client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+
+    def type(self, line: str) -> None:
+        self.lines[self.row] = line
+        self._sync()
+
+    def new_line(self, indentation: str) -> None:
+        self.row += 1
+        self.lines.insert(self.row, indentation)
+        self._sync()
+
+    def _sync(self) -> None:
+        self.version += 1
+        change = types.TextDocumentContentChangeWholeDocument("\n".join(self.lines))
+        identifier = types.VersionedTextDocumentIdentifier(version=self.version, uri=self.uri)
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(identifier, [change])
+        )
+
+    async def ask(self) -> tuple[float, str]:
+        line = self.lines[self.row]
+        position = types.Position(self.row, len(line.encode("utf-16-le")) // 2)
+        return await _timed_text(self.client, self.uri, position)
 
 
 def _change_config(client: LanguageClient, settings: dict[str, Any]) -> None:
@@ -135,18 +194,6 @@ async def _timed_text(
     return elapsed, text if isinstance(text, str) else text.value
 
 
-async def _typed_ahead(
-    client: LanguageClient, uri: str, text: str, position: types.Position, typed: str
-) -> float:
-    lines = text.split("\n")
-    lines[position.line] = lines[position.line][: position.character] + typed
-    change = types.TextDocumentContentChangeWholeDocument("\n".join(lines))
-    identifier = types.VersionedTextDocumentIdentifier(version=2, uri=uri)
-    client.text_document_did_change(types.DidChangeTextDocumentParams(identifier, [change]))
-    moved = types.Position(position.line, position.character + len(typed))
-    return (await _timed_text(client, uri, moved))[0]
-
-
 async def _cancel(
     client: LanguageClient, uri: str, position: types.Position
 ) -> tuple[float, float]:
@@ -166,8 +213,15 @@ async def _cancel(
     with contextlib.suppress(JsonRpcException):  # -32800 is the answer we wait for
         await future
     cancelled = (time.perf_counter() - started) * 1000
-    _change_config(client, {"multiline": "auto", "maxNewTokens": 64})
+    _change_config(client, {"multiline": "auto", "maxNewTokens": 48})
     return cancelled, unrelated
+
+
+def _field(value: Any, name: str) -> Any:
+    """A field of a JSON object as pygls hands it over (a dict or an attribute object)."""
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
 
 
 def _summary(samples: list[float]) -> dict[str, float]:

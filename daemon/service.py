@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 
 _FIM = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
 _FIM_ENDS = ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", *_FIM)
-_ANCHOR_CHARS = 2048  # the prompt's first line moves in steps of this many characters
-_CHARS_PER_TOKEN = 6  # generous: cut characters first, tokens after
+# Characters per token: code averages nearer 4 with this tokenizer, so a character budget of
+# 3 per token stays under the token budget, and the token-level cut (which would shift the
+# whole prompt on every key and defeat KV reuse) is only a fallback.
+_CHARS_PER_TOKEN = 3
 
 
 class Service:
@@ -225,9 +227,12 @@ class Service:
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
         deadline = time.monotonic() + settings.timeout_ms / 1000
+        timed_out = False
 
         def should_stop() -> bool:
-            return cancel.is_set() or time.monotonic() > deadline
+            nonlocal timed_out
+            timed_out = timed_out or time.monotonic() > deadline
+            return cancel.is_set() or timed_out
 
         self._status("busy", {})
         try:
@@ -253,7 +258,7 @@ class Service:
             seconds=time.perf_counter() - started,
             mean_accepted=len(completion.tokens) / steps if completion.tokens else 0.0,
             reused_tokens=self.reuse.reused,
-            stop_reason=completion.stop_reason,
+            stop_reason="timeout" if timed_out and not cancel.is_set() else completion.stop_reason,
         )
 
 
@@ -280,6 +285,7 @@ def _stable_tail(text: str, budget: int) -> str:
     while the user types (so the next prompt shares this one's token prefix)."""
     if len(text) <= budget:
         return text
-    start = ((len(text) - budget) // _ANCHOR_CHARS + 1) * _ANCHOR_CHARS
+    step = max(256, budget // 3)  # the start moves in steps of this many characters
+    start = ((len(text) - budget) // step + 1) * step
     newline = text.find("\n", start)
     return text[newline + 1 :] if newline != -1 else text[start:]

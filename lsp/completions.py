@@ -107,6 +107,8 @@ class Completer:
         running = self._running.get(cursor.uri)
         if running is not None and _extends(running, cursor, key):
             await running.wait()
+            if self._latest.get(cursor.uri) != sequence:
+                raise asyncio.CancelledError  # superseded while waiting: never queue behind
             offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
             if offer is not None:
                 return self._offered(offer, started)
@@ -150,7 +152,10 @@ class Completer:
                 return
             generated = future.result()
             self.generated.append(generated)
-            text = shape_completion(generated.text, context, multiline)
+            raw = generated.text
+            if generated.stop_reason == "timeout":  # cut off mid-line: keep whole lines only
+                raw = raw[: raw.rfind("\n")] if "\n" in raw else ""
+            text = shape_completion(raw, context, multiline)
             if text:  # remembered here, so requests sharing this generation find it at once
                 generation.offer = Offer(
                     self.offers.new_id(), cursor.prefix, cursor.suffix, text, key

@@ -27,8 +27,10 @@ class Settings:
     max_new_tokens: int = 64
     multiline: str = "auto"
     timeout_ms: int = 8000  # generation stops here, whatever it has is shown
-    prefix_tokens: int = 1536
-    suffix_tokens: int = 128
+    # every key re-prefills the suffix and the prefix's changed tail (KV rows before it are
+    # reused), so the suffix budget is most of a keystroke's prefill on a CPU
+    prefix_tokens: int = 1024
+    suffix_tokens: int = 64
     method: str = "codeswift"
     model: str = "qwen2.5-coder-0.5b"
     device: str = "auto"
@@ -56,7 +58,7 @@ def parse_settings(options: Any, base: Settings | None = None) -> tuple[Settings
     base = base or Settings()
     if isinstance(options, Mapping) and isinstance(options.get("codeswift"), Mapping):
         options = options["codeswift"]
-    if options is None:
+    if options is None or options == []:  # Lua clients send an empty table as []
         return base, []
     if not isinstance(options, Mapping):
         return base, [f"settings must be an object, got {type(options).__name__}"]
