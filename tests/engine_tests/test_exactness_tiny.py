@@ -219,7 +219,7 @@ def test_prefix_cache_reuse_gives_the_greedy_output(tiny: LoadedModel) -> None:
 
     reuse = PrefixCache()
     base = PROMPTS[0]
-    sequence = [base, base + [7, 8], base + [7, 8, 9], base[:5] + [3] + base[6:], base, base]
+    sequence = [base, [*base, 7, 8], [*base, 7, 8, 9], [*base[:5], 3, *base[6:]], base, base]
     for prompt in sequence:
         fresh = greedy(tiny, prompt, 24)
         result = generate(tiny, prompt, StopRule(24, ()), ContextLookupDrafter(), reuse=reuse)
@@ -233,7 +233,7 @@ def test_prefix_cache_reuse_gives_the_greedy_output(tiny: LoadedModel) -> None:
         calls += 1
         return calls > 2
 
-    generate(tiny, base + [5], StopRule(24, ()), should_cancel=cancel_soon, reuse=reuse)
-    again = generate(tiny, base + [5, 6], StopRule(24, ()), reuse=reuse)
-    assert again.tokens == greedy(tiny, base + [5, 6], 24)
+    generate(tiny, [*base, 5], StopRule(24, ()), should_cancel=cancel_soon, reuse=reuse)
+    again = generate(tiny, [*base, 5, 6], StopRule(24, ()), reuse=reuse)
+    assert again.tokens == greedy(tiny, [*base, 5, 6], 24)
     assert reuse.reused > len(base)
