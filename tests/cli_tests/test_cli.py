@@ -294,3 +294,9 @@ def test_generate_with_a_workspace_and_rest(tmp_path: Path) -> None:
         assert json.loads(result.stdout)["method"] == method
     bad = codeswift("generate", str(prompt), "--method", "magic")
     assert_one_line_error(bad, "unknown method")
+
+
+def test_serve_listens_on_loopback_only() -> None:
+    result = codeswift("serve", "--tcp", "0.0.0.0:2087")
+    assert result.returncode == 2
+    assert "loopback" in result.stderr and "Traceback" not in result.stderr
