@@ -159,7 +159,7 @@ class CodeswiftServer(LanguageServer):
         source = document.source
         offset = _offset(document, position)
         version = document.version
-        tab_size, spaces = _formatting(formatting)
+        tab_size, spaces = _formatting(formatting, source)
         cursor = Cursor(
             uri=uri,
             version=version,
@@ -331,9 +331,13 @@ def _offset(document: Any, position: types.Position) -> int:
     return min(offset, start + len(content))
 
 
-def _formatting(options: Any) -> tuple[int, bool]:
+def _formatting(options: Any, source: str) -> tuple[int, bool]:
+    """(tab size, insert spaces): the client's when it sends them (Copilot-style
+    `formattingOptions`), else what the document itself uses."""
     if options is None:
-        return 4, True
+        tabs = sum(1 for line in source.splitlines() if line.startswith("\t"))
+        spaces = sum(1 for line in source.splitlines() if line.startswith(" "))
+        return 4, tabs <= spaces
     if isinstance(options, Mapping):
         return int(options.get("tabSize", 4)), bool(options.get("insertSpaces", True))
     return int(getattr(options, "tab_size", 4)), bool(getattr(options, "insert_spaces", True))

@@ -78,3 +78,11 @@ def test_positions_count_utf16_units_and_clamp() -> None:
 def test_uri_paths() -> None:
     assert uri_path("file:///tmp/a%20b.py") == Path("/tmp/a b.py")
     assert uri_path("untitled:Untitled-1") is None
+
+
+def test_indentation_style_comes_from_the_client_or_the_document() -> None:
+    from lsp.server import _formatting
+
+    assert _formatting({"tabSize": 2, "insertSpaces": False}, "") == (2, False)
+    assert _formatting(None, "def f():\n\treturn 1\n") == (4, False)
+    assert _formatting(None, "def f():\n    return 1\n") == (4, True)
