@@ -117,6 +117,8 @@ class Completer:
 
         generation = self._start(cursor, context, multiline, key, settings)
         offer = await generation.wait()
+        if self._latest.get(cursor.uri) != sequence:
+            raise asyncio.CancelledError  # superseded while generating
         if not is_current():
             return None  # the document changed while generating: never answer for old text
         return self._offered(offer, started) if offer is not None else None
@@ -152,6 +154,8 @@ class Completer:
                 return
             generated = future.result()
             self.generated.append(generated)
+            if generated.stop_reason == "cancelled":
+                return  # cut short for a newer request: not an answer to remember
             raw = generated.text
             if generated.stop_reason == "timeout":  # cut off mid-line: keep whole lines only
                 raw = raw[: raw.rfind("\n")] if "\n" in raw else ""

@@ -39,7 +39,8 @@ FIRST_COMPLETION_S = 120.0
 # The server is started as `python -m daemon serve` from the repository, so the test needs no
 # installed console script.
 SERVER_CMD = [sys.executable, "-m", "daemon", "serve"]
-INIT_OPTIONS = {"maxNewTokens": 48}
+# a generous time cap: a capped single line is dropped, and CI machines can be slow
+INIT_OPTIONS = {"maxNewTokens": 48, "timeoutMs": 60000}
 
 SOURCE = "\n".join(
     [

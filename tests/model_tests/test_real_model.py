@@ -88,4 +88,5 @@ def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) ->
         reused = run_method(engine, "codeswift", prompt, 24, extra_eos=ends, reuse=reuse)
         fresh = run_method(engine, "ar", prompt, 24, extra_eos=ends)
         assert reused.tokens == fresh.tokens, typed
-    assert reuse.reused > 400  # typing kept the prompt's start: most rows were reused
+    # typing kept the prompt's start: only the changed tail and the suffix were prefilled
+    assert reuse.reused > len(prompt) // 2
