@@ -151,7 +151,9 @@ class CodeswiftServer(LanguageServer):
     async def offer_at(
         self, uri: str, position: types.Position, invoked: bool, formatting: Any = None
     ) -> Offer | None:
-        if not self.enabled or not (invoked or self.settings.auto_trigger):
+        if not (self.enabled and self.settings.enable):  # the toggle, or the `enable` setting
+            return None
+        if not (invoked or self.settings.auto_trigger):
             return None
         document = self.workspace.text_documents.get(uri)
         if document is None:

@@ -26,7 +26,7 @@ class Settings:
     debounce_ms: int = 75
     max_new_tokens: int = 64
     multiline: str = "auto"
-    timeout_ms: int = 8000  # generation stops here, whatever it has is shown
+    timeout_ms: int = 12000  # generation stops here (the first one after a load prefills a lot)
     # every key re-prefills the suffix and the prefix's changed tail (KV rows before it are
     # reused), so the suffix budget is most of a keystroke's prefill on a CPU
     prefix_tokens: int = 1024
