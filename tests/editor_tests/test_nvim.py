@@ -19,17 +19,19 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, require_real_model
+from tests.editor_tests.common import SOURCE, TARGET_LINE, TYPED
+from tests.editor_tests.common import kill_group as _kill_group
+from tests.editor_tests.common import wait_for as _wait_for
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -41,28 +43,6 @@ FIRST_COMPLETION_S = 120.0
 SERVER_CMD = [sys.executable, "-m", "daemon", "serve"]
 # a generous time cap: a capped single line is dropped, and CI machines can be slow
 INIT_OPTIONS = {"maxNewTokens": 48, "timeoutMs": 60000}
-
-SOURCE = "\n".join(
-    [
-        '"""Small arithmetic helpers."""',
-        "",
-        "",
-        "def subtract(a, b):",
-        "    return a - b",
-        "",
-        "",
-        "def multiply(a, b):",
-        "    return a * b",
-        "",
-        "",
-        "def add(a, b):",
-        "    ",  # the cursor goes here; the model is expected to write `return a + b`
-        "",
-    ]
-)
-# 1-based line of the empty `    ` body of add(), and what the test types there.
-TARGET_LINE = SOURCE.splitlines().index("    ") + 1
-TYPED = "ret"
 
 
 def _nvim() -> str:
@@ -133,34 +113,6 @@ def _write_init(tmp_path: Path) -> Path:
         'require("codeswift").setup(cfg.setup)\n'
     )
     return init
-
-
-def _kill_group(pgid: int, grace_s: float = 5.0) -> None:
-    """SIGTERM the process group (Neovim and the language server it spawned), then SIGKILL.
-
-    A group outlives its leader, so this also reaches a server that Neovim left behind.
-    """
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-
-
-def _wait_for(check: Callable[[], object], timeout_s: float, interval_s: float = 0.25) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval_s)
 
 
 # ---------------------------------------------------------------------------------------------

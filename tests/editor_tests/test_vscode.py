@@ -36,7 +36,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,6 +43,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import REPO, require_real_model
+from tests.editor_tests.common import SOURCE, TARGET_LINE, TYPED
+from tests.editor_tests.common import kill_group as _kill_group
+from tests.editor_tests.common import wait_for as _wait_for
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -58,26 +60,6 @@ SERVER_START_S = 60
 FIRST_COMPLETION_S = 120
 DRIVER_TIMEOUT_S = FIRST_COMPLETION_S + 150
 
-SOURCE = "\n".join(
-    [
-        '"""Small arithmetic helpers."""',
-        "",
-        "",
-        "def subtract(a, b):",
-        "    return a - b",
-        "",
-        "",
-        "def multiply(a, b):",
-        "    return a * b",
-        "",
-        "",
-        "def add(a, b):",
-        "    ",  # the cursor goes here; the model is expected to write `return a + b`
-        "",
-    ]
-)
-TARGET_LINE = SOURCE.splitlines().index("    ") + 1  # 1-based
-TYPED = "ret"
 
 # Settings for a quiet, predictable workbench: no welcome page, trust prompt, tips, chat or
 # update checks; no word-based suggest widget, which would take the Tab meant for the ghost text.
@@ -110,31 +92,6 @@ WORKBENCH_SETTINGS = {
 
 def _log(message: str) -> None:
     print(f"[vscode-e2e] {message}", flush=True)
-
-
-def _wait_for(check: Callable[[], object], timeout_s: float, interval_s: float = 0.25) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval_s)
-
-
-def _kill_group(pgid: int, grace_s: float = 5.0) -> None:
-    """SIGTERM a process group, then SIGKILL what is left after `grace_s`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
-                return
-            time.sleep(0.1)
 
 
 def _free_port() -> int:
