@@ -17,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from lsp.typeahead import Offer, OfferCache
 __all__ = ["Completer", "Cursor"]
 
 logger = logging.getLogger(__name__)
+
+_HISTORY = 500
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ class Completer:
         self._running: dict[str, _Generation] = {}
         self._latest: dict[str, int] = {}
         self._sequence = 0
-        self.latencies_ms: list[float] = []
-        self.generated: list[Generated] = []
+        # recent history only: a server runs for days
+        self.latencies_ms: deque[float] = deque(maxlen=_HISTORY)
+        self.generated: deque[Generated] = deque(maxlen=_HISTORY)
         self.offered = 0
         self.accepted = 0
 
