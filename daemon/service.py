@@ -86,15 +86,16 @@ class Service:
         self.reuse.clear()
         try:
             engine = open_engine(settings.model, settings.device, settings.dtype)
+            engine.project = self.projects
+            # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
+            warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
+            method = settings.method if settings.method in METHODS else "codeswift"
+            run_method(engine, method, warm, 4)
         except Exception as exc:  # the server stays up and answers with empty results
             self.error = f"cannot load model {settings.model}: {exc}"
             logger.error("%s", self.error)
             self._status("error", {"message": self.error, "model": settings.model})
             return
-        engine.project = self.projects
-        # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
-        warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
-        run_method(engine, settings.method if settings.method in METHODS else "codeswift", warm, 4)
         self.engine = engine
         self._start_indexer(engine)
         self._status("ready", self._identity())
