@@ -10,6 +10,7 @@ and with it the reusable prefix, in place.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -269,16 +270,23 @@ def fim_prompt(
     """Prompt ids (prefix-suffix-middle when the tokenizer has the markers) and the extra ids
     that end a completion."""
     tokenizer = engine.lm.tokenizer
-    vocab = tokenizer.get_vocab()
+    markers = _marker_ids(tokenizer)
     head = _stable_tail(prefix, settings.prefix_tokens * _CHARS_PER_TOKEN)
     prefix_ids = tokenizer(head, add_special_tokens=False)["input_ids"][-settings.prefix_tokens :]
-    if not all(marker in vocab for marker in _FIM):
+    if not all(marker in markers for marker in _FIM):
         return prefix_ids or [*tokenizer("\n")["input_ids"]], []
     tail = suffix[: settings.suffix_tokens * _CHARS_PER_TOKEN]
     suffix_ids = tokenizer(tail, add_special_tokens=False)["input_ids"][: settings.suffix_tokens]
-    begin, hole, middle = (vocab[marker] for marker in _FIM)
-    ends = [vocab[marker] for marker in _FIM_ENDS if marker in vocab]
-    return [begin, *prefix_ids, hole, *suffix_ids, middle], ends
+    begin, hole, middle = (markers[marker] for marker in _FIM)
+    return [begin, *prefix_ids, hole, *suffix_ids, middle], list(markers.values())
+
+
+@functools.lru_cache(maxsize=4)
+def _marker_ids(tokenizer: Any) -> dict[str, int]:
+    """The fill-in-the-middle markers this tokenizer has. Cached: building the whole vocabulary
+    costs about 100 ms, far too much for every keystroke."""
+    vocab = tokenizer.get_vocab()
+    return {marker: vocab[marker] for marker in _FIM_ENDS if marker in vocab}
 
 
 def _stable_tail(text: str, budget: int) -> str:

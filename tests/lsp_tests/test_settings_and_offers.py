@@ -75,8 +75,9 @@ def test_positions_count_utf16_units_and_clamp() -> None:
     assert _offset(document, types.Position(9, 0)) == len(text)  # past the last line
 
 
-def test_uri_paths() -> None:
-    assert uri_path("file:///tmp/a%20b.py") == Path("/tmp/a b.py")
+def test_uri_paths(tmp_path: Path) -> None:
+    path = tmp_path / "a b.py"
+    assert uri_path(path.as_uri()) == path  # percent-escapes undone
     assert uri_path("untitled:Untitled-1") is None
 
 
