@@ -99,6 +99,12 @@ def _forward(
     return output.logits[0]  # (Q, V)
 
 
+def _greedy(logits: torch.Tensor) -> torch.Tensor:
+    """Index of the first maximal logit per row: what `argmax` returns, but `max` is ~5x faster
+    on CPU for bf16 (8.8 vs 1.8 ms on 33 x 152k logits), visible on every step."""
+    return logits.max(dim=-1).indices
+
+
 def _compact_cache(cache: DynamicCache, past_len: int, keep: list[int]) -> None:
     """Keep rows past_len + keep[i] of the tree block at past_len + i; drop the rest."""
     new_len = past_len + len(keep)
@@ -187,7 +193,7 @@ def _decode(
     started = time.perf_counter()
     with torch.inference_mode():
         logits = _forward(lm, context[start:], start, None, cache, None, last_only=True)  # (1, V)
-        root = int(logits[-1].argmax())
+        root = int(_greedy(logits[-1]))
         prefill_s = time.perf_counter() - started
         generated = [root]
         reason = stop.check(generated, 1)
@@ -243,10 +249,10 @@ def _verify_and_commit(
     """Steps 3-6: verify `tree` after `root`; returns accepted draft tokens + the bonus token."""
     if tree.size == 0:
         logits = _forward(lm, [root], past_len, None, cache, None)  # (1, V)
-        return [int(logits[0].argmax())]
+        return [int(_greedy(logits[0]))]
     mask = tree_attention_mask(tree, past_len, lm.dtype, lm.device)  # (1, 1, N+1, past+N+1)
     logits = _forward(lm, [root, *tree.tokens], past_len, (0, *tree.depths), cache, mask)
-    predicted = logits.argmax(dim=-1).tolist()  # (N+1,) one host sync per step
+    predicted = _greedy(logits).tolist()  # (N+1,) one host sync per step
     path = tree.walk(predicted)
     bonus = predicted[path[-1] + 1] if path else predicted[0]
     _compact_cache(cache, past_len, [0] + [node + 1 for node in path])
