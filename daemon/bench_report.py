@@ -1,0 +1,156 @@
+"""What `codeswift bench` reports: per-method rows, the table, and the plot (`--plot`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import UsageError
+
+__all__ = ["format_table", "method_row", "percentiles", "write_plot"]
+
+_OURS_PREFIXES = ("ar", "codeswift", "rest", "lookup")
+
+
+def method_row(
+    completions: Sequence[Any], reference: Sequence[Any], task_ids: Sequence[str]
+) -> dict[str, Any]:
+    """One method's figures over the suite; `reference` is `ar` on the same prompts."""
+    rate, ar_rate = _rate(completions), _rate(reference)
+    same = sum(c.tokens == r.tokens for c, r in zip(completions, reference, strict=True))
+    row: dict[str, Any] = {
+        "tokens_per_s": rate,
+        "speedup": rate / ar_rate if ar_rate else 0.0,
+        "mean_accepted": sum(c.new_tokens for c in completions)
+        / max(sum(c.steps + 1 for c in completions), 1),
+        "identical": same / len(completions),
+        "new_tokens": sum(c.new_tokens for c in completions),
+        "seconds": sum(c.seconds for c in completions),
+        "mismatched": [
+            task
+            for task, c, r in zip(task_ids, completions, reference, strict=True)
+            if c.tokens != r.tokens
+        ],
+        "accepted_histogram": _histogram(completions),
+        **percentiles([ms for c in completions for ms in c.retrieval_ms], "retrieval"),
+        "store_hit_rate": _hit_rates(completions),
+    }
+    if completions and completions[0].method.startswith(_OURS_PREFIXES):
+        # our loop times the prefill apart; it is the same work for every method
+        decode_s = sum(c.seconds - c.prefill_s for c in completions)
+        decoded = sum(max(c.new_tokens - 1, 0) for c in completions)
+        row["decode_tokens_per_s"] = decoded / decode_s if decode_s > 0 else 0.0
+    return row
+
+
+def percentiles(samples: list[float], name: str) -> dict[str, float]:
+    if not samples:
+        return {}
+    samples = sorted(samples)
+    return {
+        f"{name}_p50_ms": round(samples[len(samples) // 2], 4),
+        f"{name}_p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
+    }
+
+
+def _hit_rates(completions: Sequence[Any]) -> dict[str, Any]:
+    """Per context ending: how often the store drafts gave the model's next token."""
+    steps: dict[str, int] = {}
+    hits: dict[str, int] = {}
+    for completion in completions:
+        for kind, count in completion.store_steps.items():
+            steps[kind] = steps.get(kind, 0) + count
+            hits[kind] = hits.get(kind, 0) + completion.store_hits.get(kind, 0)
+    return {k: {"steps": steps[k], "rate": round(hits[k] / steps[k], 3)} for k in sorted(steps)}
+
+
+def _rate(completions: Sequence[Any]) -> float:
+    seconds = sum(c.seconds for c in completions)
+    return sum(c.new_tokens for c in completions) / seconds if seconds else 0.0
+
+
+def _histogram(completions: Sequence[Any]) -> dict[str, int]:
+    """How many steps accepted k drafted tokens (our own methods only)."""
+    counts: dict[int, int] = {}
+    for completion in completions:
+        for accepted in completion.accepted_per_step:
+            counts[accepted] = counts.get(accepted, 0) + 1
+    return {str(k): counts[k] for k in sorted(counts)}
+
+
+def _cell(row: dict[str, Any], key: str, spec: str, width: int) -> str:
+    value = row.get(key)
+    return f"{value:>{width}{spec}}" if isinstance(value, int | float) else f"{'-':>{width}}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    env = report["env"]
+    lines = [
+        f"suite {report['suite']}: {report['prompts']} prompts x {report['max_new_tokens']} new "
+        f"tokens; {env['model']} on {env['device']} {env['dtype']}, {env['threads']} threads, "
+        f"{env['cpu']}",
+        f"{'method':<24}{'tok/s':>7}{'speedup':>9}{'decode':>8}{'accepted':>9}"
+        f"{'ret p50':>9}{'ret p99':>9}{'identical':>10}{'peak MB':>9}{'vs ar':>7}",
+    ]
+    for method, row in report["methods"].items():
+        lines.append(
+            f"{method:<24}{row['tokens_per_s']:>7.2f}{row['speedup']:>8.2f}x"
+            + _cell(row, "decode_tokens_per_s", ".2f", 8)
+            + f"{row['mean_accepted']:>9.2f}"
+            + _cell(row, "retrieval_p50_ms", ".2f", 9)
+            + _cell(row, "retrieval_p99_ms", ".2f", 9)
+            + f"{row['identical']:>10.2f}"
+            + _cell(row, "peak_rss_mb", ".0f", 9)
+            + _cell(row, "memory_vs_ar", ".2f", 7)
+        )
+    lines.append(
+        "tok/s and speedup: end to end, prefill included; decode: tokens/s after the prefill "
+        "(our loop only); accepted: tokens per forward; ret: datastore search ms per step; "
+        "peak MB: a fresh process per method"
+    )
+    return "\n".join(lines)
+
+
+def write_plot(report: dict[str, Any], path: Path) -> None:
+    """Two panels: speedup over `ar` per method, and the distribution of accepted draft tokens
+    per verification step for the methods that draft."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'codeswift[bench]'") from None
+    methods = report["methods"]
+    names = list(methods)
+    figure, (speed, accepted) = plt.subplots(1, 2, figsize=(13, 4.8))
+    bars = speed.bar(names, [methods[m]["speedup"] for m in names], color="#4c72b0")
+    speed.bar_label(bars, fmt="%.2fx", fontsize=8)
+    speed.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    speed.set_ylabel("speedup over ar (tokens/s, prefill included)")
+    speed.tick_params(axis="x", labelrotation=60, labelsize=8)
+    for label in speed.get_xticklabels():
+        label.set_horizontalalignment("right")
+    for name in names:
+        histogram = {int(k): v for k, v in methods[name]["accepted_histogram"].items()}
+        total = sum(histogram.values())
+        if name == "ar" or not total:
+            continue
+        ks = range(max(histogram) + 1)
+        accepted.plot(ks, [histogram.get(k, 0) / total for k in ks], marker="o", label=name)
+    accepted.xaxis.set_major_locator(MaxNLocator(integer=True))
+    accepted.set_xlabel("draft tokens accepted in a step")
+    accepted.set_ylabel("share of steps")
+    accepted.legend(fontsize=7)
+    env = report["env"]
+    figure.suptitle(
+        f"{report['suite']}, {report['prompts']} prompts x {report['max_new_tokens']} tokens: "
+        f"{env['model']} {env['dtype']} on {env['device']} "
+        f"({env['cpu']}, {env['threads']} threads)",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,100 @@
+"""Peak memory of one decoding method, measured in a fresh process that holds only what it needs.
+
+Inside one benchmark process every method shares the model, and a memory-mapped store stays
+resident once any method touched it, so in-process numbers would say nothing about a method. Here
+each method gets its own `python -m daemon.memory_probe` child: it loads the model plus the
+method's own structures (datastores for `rest`/`codeswift`, the draft model for `assisted`), runs
+the method on the given prompts and reports the kernel's high-water mark of its resident set
+(`VmHWM`, reset once loading is over), i.e. what a server running that method needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ProbeSpec", "probe_peak_mb"]
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Everything the child needs to rebuild the benchmark's engine for one method."""
+
+    method: str
+    model: str
+    device: str
+    dtype: str
+    prompts: list[list[int]]
+    max_new_tokens: int
+    workspace: str | None = None
+    corpus: tuple[str, ...] = ()
+    assistant: str | None = None
+
+
+def probe_peak_mb(spec: ProbeSpec, timeout_s: float = 1800) -> dict[str, float]:
+    """{"peak_rss_mb", "loaded_rss_mb"} of a child running `spec` (it dies with an error)."""
+    with tempfile.TemporaryDirectory(prefix="codeswift-probe-") as folder:
+        request = Path(folder) / "spec.json"
+        request.write_text(json.dumps(asdict(spec)))
+        done = subprocess.run(
+            [sys.executable, "-m", "daemon.memory_probe", str(request)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-5:]
+        raise RuntimeError(f"memory probe of {spec.method} failed: {' | '.join(tail)}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _status_mb(field: str) -> float:
+    """A `kB` line of /proc/self/status, in MiB (0.0 where there is no procfs)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _reset_peak() -> None:
+    """Start the high-water mark afresh from the current resident set (Linux >= 4.0)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _child(spec_path: Path) -> dict[str, Any]:
+    from daemon.engine.methods import attach_assistant, open_engine, run_method
+
+    spec = ProbeSpec(**json.loads(spec_path.read_text()))
+    needs_store = spec.method == "rest" or spec.method.startswith("codeswift")
+    workspace = Path(spec.workspace) if spec.workspace and needs_store else None
+    engine = open_engine(
+        spec.model,
+        spec.device,
+        spec.dtype,
+        workspace,
+        needs_store,
+        tuple(Path(c) for c in spec.corpus),
+    )
+    if spec.method == "assisted" and spec.assistant:
+        attach_assistant(engine, spec.assistant)
+    loaded = _status_mb("VmRSS")
+    _reset_peak()  # loading peaks far above what serving needs (weights pass through fp32)
+    for prompt in spec.prompts:
+        run_method(engine, spec.method, prompt, spec.max_new_tokens)
+    return {"peak_rss_mb": round(_status_mb("VmHWM"), 1), "loaded_rss_mb": round(loaded, 1)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(Path(sys.argv[1]))), flush=True)  # noqa: T201 (the answer)

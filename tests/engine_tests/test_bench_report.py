@@ -1,0 +1,74 @@
+"""The benchmark report's arithmetic, table and plot, on hand-made completions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.bench_report import format_table, method_row, percentiles, write_plot
+from daemon.engine.methods import Completion
+
+
+def _done(
+    method: str, tokens: list[int], seconds: float, steps: int, **extra: object
+) -> Completion:
+    return Completion(
+        method=method,
+        tokens=tokens,
+        text="",
+        stop_reason="max_new_tokens",
+        steps=steps,
+        seconds=seconds,
+        prefill_s=1.0,
+        accepted_per_step=extra.pop("accepted", [0] * steps),  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_row_speedup_identity_and_decode_rate() -> None:
+    reference = [_done("ar", [1, 2, 3, 4], 5.0, 3), _done("ar", [5, 6], 3.0, 1)]
+    fast = [
+        _done("codeswift", [1, 2, 3, 4], 2.0, 1, accepted=[2], retrieval_ms=[1.0, 3.0]),
+        _done("codeswift", [5, 7], 2.0, 1, accepted=[0]),
+    ]
+    row = method_row(fast, reference, ["a", "b"])
+    assert row["speedup"] == (6 / 4) / (6 / 8)
+    assert row["identical"] == 0.5 and row["mismatched"] == ["b"]
+    assert row["mean_accepted"] == 6 / 4  # tokens per forward, prefill included
+    assert row["decode_tokens_per_s"] == 4 / 2.0  # 4 tokens after the first, 2 s after prefill
+    assert row["accepted_histogram"] == {"0": 1, "2": 1}
+    assert row["retrieval_p50_ms"] == 3.0
+
+
+def test_hugging_face_rows_have_no_decode_rate() -> None:
+    reference = [_done("ar", [1, 2], 2.0, 1)]
+    row = method_row([_done("pld", [1, 2], 1.0, 1)], reference, ["a"])
+    assert "decode_tokens_per_s" not in row and row["speedup"] == 2.0
+
+
+def test_percentiles_of_nothing_is_nothing() -> None:
+    assert percentiles([], "retrieval") == {}
+    assert percentiles([float(i) for i in range(100)], "x") == {"x_p50_ms": 50.0, "x_p99_ms": 99.0}
+
+
+def _report() -> dict[str, object]:
+    reference = [_done("ar", [1, 2, 3], 3.0, 2)]
+    rows = {
+        "ar": method_row(reference, reference, ["a"]),
+        "lookup": method_row([_done("lookup", [1, 2, 3], 2.0, 1, accepted=[1])], reference, ["a"]),
+    }
+    rows["ar"] |= {"peak_rss_mb": 1000.0, "memory_vs_ar": 1.0}
+    env = {"model": "m", "device": "cpu", "dtype": "float32", "threads": 2, "cpu": "x"}
+    return {"suite": "humaneval", "prompts": 1, "max_new_tokens": 3, "env": env, "methods": rows}
+
+
+def test_table_shows_dashes_for_what_was_not_measured() -> None:
+    lines = format_table(_report()).splitlines()
+    assert lines[1].split()[:3] == ["method", "tok/s", "speedup"]
+    lookup = next(line for line in lines if line.startswith("lookup"))
+    assert "1.50x" in lookup and lookup.split()[-1] == "-"  # no memory probe for it
+
+
+def test_plot_is_a_png(tmp_path: Path) -> None:
+    target = tmp_path / "bench.png"
+    write_plot(_report(), target)
+    assert target.read_bytes()[:4] == b"\x89PNG"
