@@ -14,6 +14,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from indexer.workspace import WorkspaceIndexer
 from lsp.backend import CompletionRequest, Generated, StatusSink
 from lsp.settings import Settings
 
-__all__ = ["Service"]
+__all__ = ["Service", "request_prompt"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,18 +214,7 @@ class Service:
             return Generated("", 0, 0.0, 0.0, 0, "unavailable" if engine is None else "cancelled")
         started = time.perf_counter()
         settings = request.settings
-        # Blanks before the cursor stay out of the prompt: alone they tokenize unlike the
-        # indentation-plus-word tokens the model writes, and it would indent twice. The model
-        # writes them itself; they are taken off the front of what it writes.
-        blanks = request.prefix[len(request.prefix.rstrip(" \t")) :]
-        prefix = request.prefix[: len(request.prefix) - len(blanks)]
-
-        def typed(raw: str) -> str:
-            if raw.startswith(blanks):
-                return raw[len(blanks) :]
-            return raw.lstrip(" \t")
-
-        prompt, end_ids = fim_prompt(engine, prefix, request.suffix, settings)
+        prompt, end_ids, typed = request_prompt(engine, request)
         method = settings.method if settings.method in METHODS else "codeswift"
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
@@ -262,6 +252,26 @@ class Service:
             reused_tokens=self.reuse.reused,
             stop_reason="timeout" if timed_out and not cancel.is_set() else completion.stop_reason,
         )
+
+
+def request_prompt(
+    engine: Engine, request: CompletionRequest
+) -> tuple[list[int], list[int], Callable[[str], str]]:
+    """What the model is given for `request`: the prompt ids, the extra ids that end a
+    completion, and the map from the model's raw text to the completion's text."""
+    # Blanks before the cursor stay out of the prompt: alone they tokenize unlike the
+    # indentation-plus-word tokens the model writes, and it would indent twice. The model
+    # writes them itself; they are taken off the front of what it writes.
+    blanks = request.prefix[len(request.prefix.rstrip(" \t")) :]
+    prefix = request.prefix[: len(request.prefix) - len(blanks)]
+
+    def typed(raw: str) -> str:
+        if raw.startswith(blanks):
+            return raw[len(blanks) :]
+        return raw.lstrip(" \t")
+
+    prompt, end_ids = fim_prompt(engine, prefix, request.suffix, request.settings)
+    return prompt, end_ids, typed
 
 
 def fim_prompt(
