@@ -41,10 +41,10 @@ from typing import Any
 from tqdm import tqdm
 
 from daemon.errors import UsageError
-from daemon.repo_suite import _package_root
+from daemon.repo_suite import package_root
 from lsp.backend import CompletionRequest, Generated
 from lsp.completions import Completer, Cursor
-from lsp.server import _formatting
+from lsp.server import indent_style
 from lsp.settings import Settings
 from lsp.shaping import CursorContext, cut_point, wants_multiline
 
@@ -173,7 +173,7 @@ def run_edit_bench(
         device=device,
         dtype=dtype,
     )
-    package = _package_root(dist)
+    package = package_root(dist)
     with tempfile.TemporaryDirectory(prefix="codeswift-edit-") as scratch:
         workspace = Path(scratch) / package.name
         shutil.copytree(package, workspace, ignore=shutil.ignore_patterns("__pycache__"))
@@ -268,7 +268,7 @@ async def _ask(
     service: Any, completer: Completer, path: Path, prefix: str, line: str, where: str
 ) -> _Sample:
     """One request at the end of `prefix` as the server makes it, then the cold baseline."""
-    tab_size, spaces = _formatting(None, prefix)
+    tab_size, spaces = indent_style(None, prefix)
     cursor = Cursor(path.as_uri(), None, prefix, "", path, "python", tab_size, spaces)
     hits, calls = completer.offers.hits, service.requests
     service.last_request = None

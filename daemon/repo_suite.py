@@ -15,7 +15,7 @@ from pathlib import Path
 
 from daemon.errors import UsageError
 
-__all__ = ["RepoTask", "repo_tasks"]
+__all__ = ["RepoTask", "package_root", "repo_tasks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class RepoTask:
     original_text: str
 
 
-def _package_root(dist: str) -> Path:
+def package_root(dist: str) -> Path:
     try:
         distribution = metadata.distribution(dist)
     except metadata.PackageNotFoundError:
@@ -76,7 +76,7 @@ def _tasks_in(root: Path, path: Path) -> list[RepoTask]:
 
 def repo_tasks(dist: str, limit: int, seed: int = 0) -> tuple[Path, list[RepoTask]]:
     """The package folder of `dist` and `limit` tasks drawn from it (deterministic for a seed)."""
-    root = _package_root(dist)
+    root = package_root(dist)
     candidates = [t for path in sorted(root.rglob("*.py")) for t in _tasks_in(root, path)]
     if not candidates:
         raise UsageError(f"no functions with 3-40 line bodies found in {dist}")

@@ -26,7 +26,7 @@ from lsp.completions import Completer, Cursor
 from lsp.settings import Settings, parse_settings
 from lsp.typeahead import Offer
 
-__all__ = ["STATUS_METHOD", "CodeswiftServer", "build_server"]
+__all__ = ["STATUS_METHOD", "CodeswiftServer", "build_server", "indent_style"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class CodeswiftServer(LanguageServer):
         source = document.source
         offset = _offset(document, position)
         version = document.version
-        tab_size, spaces = _formatting(formatting, source)
+        tab_size, spaces = indent_style(formatting, source)
         cursor = Cursor(
             uri=uri,
             version=version,
@@ -333,7 +333,7 @@ def _offset(document: Any, position: types.Position) -> int:
     return min(offset, start + len(content))
 
 
-def _formatting(options: Any, source: str) -> tuple[int, bool]:
+def indent_style(options: Any, source: str) -> tuple[int, bool]:
     """(tab size, insert spaces): the client's when it sends them (Copilot-style
     `formattingOptions`), else what the document itself uses."""
     if options is None:

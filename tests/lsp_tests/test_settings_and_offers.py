@@ -82,8 +82,8 @@ def test_uri_paths(tmp_path: Path) -> None:
 
 
 def test_indentation_style_comes_from_the_client_or_the_document() -> None:
-    from lsp.server import _formatting
+    from lsp.server import indent_style
 
-    assert _formatting({"tabSize": 2, "insertSpaces": False}, "") == (2, False)
-    assert _formatting(None, "def f():\n\treturn 1\n") == (4, False)
-    assert _formatting(None, "def f():\n    return 1\n") == (4, True)
+    assert indent_style({"tabSize": 2, "insertSpaces": False}, "") == (2, False)
+    assert indent_style(None, "def f():\n\treturn 1\n") == (4, False)
+    assert indent_style(None, "def f():\n    return 1\n") == (4, True)
