@@ -163,8 +163,9 @@ def _add_memory(
             assistant=options.assistant,
         )
         row.update(probe_peak_mb(spec))
-    for row in rows.values():
-        row["memory_vs_ar"] = round(row["peak_rss_mb"] / rows["ar"]["peak_rss_mb"], 3)
+    key = "peak_device_mb" if "peak_device_mb" in rows["ar"] else "peak_rss_mb"
+    for row in rows.values():  # on a GPU what counts is the device's memory
+        row["memory_vs_ar"] = round(row[key] / rows["ar"][key], 3)
 
 
 def _retrieval_report(engine: Any, reference: list[Any], tasks: Any, lm: Any) -> dict[str, Any]:

@@ -101,13 +101,13 @@ def format_table(report: dict[str, Any]) -> str:
             + _cell(row, "retrieval_p50_ms", ".2f", 9)
             + _cell(row, "retrieval_p99_ms", ".2f", 9)
             + f"{row['identical']:>10.2f}"
-            + _cell(row, "peak_rss_mb", ".0f", 9)
+            + _cell(row, "peak_device_mb" if "peak_device_mb" in row else "peak_rss_mb", ".0f", 9)
             + _cell(row, "memory_vs_ar", ".2f", 7)
         )
     lines.append(
         "tok/s and speedup: end to end, prefill included; decode: tokens/s after the prefill "
         "(our loop only); accepted: tokens per forward; ret: datastore search ms per step; "
-        "peak MB: a fresh process per method"
+        "peak MB: a fresh process per method (GPU memory on a GPU)"
     )
     return "\n".join(lines)
 

@@ -38,7 +38,8 @@ class ProbeSpec:
 
 
 def probe_peak_mb(spec: ProbeSpec, timeout_s: float = 1800) -> dict[str, float]:
-    """{"peak_rss_mb", "loaded_rss_mb"} of a child running `spec` (it dies with an error)."""
+    """{"peak_rss_mb", "loaded_rss_mb"} (and "peak_device_mb" on a GPU) of a child running
+    `spec`; RuntimeError if the child fails."""
     with tempfile.TemporaryDirectory(prefix="codeswift-probe-") as folder:
         request = Path(folder) / "spec.json"
         request.write_text(json.dumps(asdict(spec)))
@@ -91,9 +92,14 @@ def _child(spec_path: Path) -> dict[str, Any]:
         attach_assistant(engine, spec.assistant)
     loaded = _status_mb("VmRSS")
     _reset_peak()  # loading peaks far above what serving needs (weights pass through fp32)
+    engine.lm.reset_device_peak()
     for prompt in spec.prompts:
         run_method(engine, spec.method, prompt, spec.max_new_tokens)
-    return {"peak_rss_mb": round(_status_mb("VmHWM"), 1), "loaded_rss_mb": round(loaded, 1)}
+    result = {"peak_rss_mb": round(_status_mb("VmHWM"), 1), "loaded_rss_mb": round(loaded, 1)}
+    device_peak = engine.lm.device_peak_mb()
+    if device_peak is not None:  # on a GPU the weights and KV cache live there
+        result["peak_device_mb"] = round(device_peak, 1)
+    return result
 
 
 if __name__ == "__main__":
