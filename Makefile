@@ -41,9 +41,20 @@ lint: venv  ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: setup  ## HumanEval side by side (bf16 and fp32), 10 prompts
-	$(BIN)/codeswift bench --suite humaneval --limit 10 --methods ar,hf,pld,codeswift --json bench-bf16.json
-	$(BIN)/codeswift bench --suite humaneval --limit 10 --methods ar,hf,pld,codeswift --dtype float32 --json bench-fp32.json
+BENCH := $(BIN)/codeswift bench --max-new-tokens 128
+PEERS := pld,rest,lookup,codeswift
+ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-context,codeswift-no-cache,codeswift-no-timing,codeswift-no-budget
+
+bench: setup  ## README's performance section: peers, ablations, float32 identity, edit session (about 2 h on 2 cores)
+	mkdir -p docs/bench
+	$(BENCH) --suite repo:click --limit 20 --methods $(PEERS) --plot docs/bench/click.png --json docs/bench/click.json
+	$(BENCH) --suite repo:requests --limit 20 --methods $(PEERS) --plot docs/bench/requests.png --json docs/bench/requests.json
+	$(BENCH) --suite humaneval --limit 40 --methods $(PEERS) --plot docs/bench/humaneval.png --json docs/bench/humaneval.json
+	$(BENCH) --suite repo:click --limit 10 --no-memory --methods $(ABLATIONS) --plot docs/bench/ablations-click.png --json docs/bench/ablations-click.json
+	$(BIN)/codeswift setup --model qwen2.5-coder-1.5b
+	$(BENCH) --suite humaneval --limit 8 --no-memory --model qwen2.5-coder-1.5b --methods assisted,pld,codeswift --plot docs/bench/assisted-1.5b.png --json docs/bench/assisted-1.5b.json
+	$(BENCH) --suite repo:click --limit 20 --no-memory --dtype float32 --methods rest,lookup,codeswift --json docs/bench/click-float32.json
+	$(BIN)/codeswift bench --suite edit:click --limit 40 --json docs/bench/edit-click.json
 
 clean:  ## remove the virtual environment and caches (not the model cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
