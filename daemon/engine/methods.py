@@ -246,7 +246,7 @@ def run_method(
     )
     if method in ("hf", "pld", "assisted"):
         if method == "assisted" and engine.assistant is None:
-            raise ValueError("`assisted` needs a draft model (Engine.assistant)")
+            raise UsageError("`assisted` needs a draft model: use `codeswift bench --assistant M`")
         return _run_hf(lm, method, prompt, stop, engine.assistant)
     drafter, budget = engine.plan(method)
     result = generate(lm, prompt, stop, drafter, budget, should_cancel, reuse=reuse)

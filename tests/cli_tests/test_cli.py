@@ -165,6 +165,14 @@ def test_generate_reads_stdin_and_prints_text() -> None:
 
 
 @pytest.mark.real_model
+def test_generate_refuses_assisted_without_a_draft_model() -> None:
+    require_real_model()
+    result = codeswift("generate", "-", "--method", "assisted", stdin=b"def f():\n")
+    assert result.returncode == 2
+    assert "needs a draft model" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.real_model
 @pytest.mark.slow
 def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
     """Also the report's extras: peak memory probed per method in a fresh process, the plot."""
