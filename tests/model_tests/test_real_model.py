@@ -64,12 +64,26 @@ def test_stop_strings_cut_both_methods_at_the_same_token(engine: Engine) -> None
 def test_every_method_and_ablation_equals_greedy(engine: Engine) -> None:
     from daemon.engine.methods import METHODS
 
-    ours = [m for m in METHODS if m not in ("ar", "hf")]
+    ours = [m for m in METHODS if m not in ("ar", "hf", "assisted")]  # assisted: below
     for _, prompt in humaneval_prompts(12)[10:]:
         ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 64)
         reference = run_method(engine, "ar", ids, 64).tokens
         for method in ours:
             assert run_method(engine, method, ids, 64).tokens == reference, method
+
+
+def test_assisted_generation_equals_greedy(engine: Engine) -> None:
+    """The `assisted` peer end to end (the packaged model drafting for itself: the plumbing,
+    not the speed, is what is checked here; the 1.5B pair is in README's performance)."""
+    from daemon.engine.methods import attach_assistant
+
+    assisted = Engine(engine.lm)
+    attach_assistant(assisted, "qwen2.5-coder-0.5b")
+    _, prompt = humaneval_prompts(1)[0]
+    ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 48)
+    done = run_method(assisted, "assisted", ids, 48)
+    assert done.tokens == run_method(engine, "ar", ids, 48).tokens
+    assert done.mean_accepted > 1.0  # the draft model's tokens were really accepted
 
 
 def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) -> None:
