@@ -53,7 +53,7 @@ bench: setup  ## README's performance section: peers, ablations, float32 identit
 	$(BENCH) --suite repo:click --limit 10 --no-memory --methods $(ABLATIONS) --plot docs/bench/ablations-click.png --json docs/bench/ablations-click.json
 	$(BIN)/codeswift setup --model qwen2.5-coder-1.5b
 	$(BENCH) --suite humaneval --limit 8 --no-memory --model qwen2.5-coder-1.5b --methods assisted,pld,codeswift --plot docs/bench/assisted-1.5b.png --json docs/bench/assisted-1.5b.json
-	$(BENCH) --suite repo:click --limit 10 --no-memory --dtype float32 --methods rest,lookup,codeswift --json docs/bench/click-float32.json
+	$(BENCH) --suite repo:click --limit 20 --no-memory --dtype float32 --methods codeswift --json docs/bench/click-float32.json
 	$(BIN)/codeswift bench --suite edit:click --limit 40 --json docs/bench/edit-click.json
 
 clean:  ## remove the virtual environment and caches (not the model cache)

@@ -40,7 +40,7 @@ class BenchOptions:
     corpus: tuple[Path, ...] = ()
     seed: int = 0
     context_tokens: int = 1536  # prompts are left-truncated to this many tokens
-    project_weight: float = 6.0
+    project_weight: float | None = None  # None: the engine's default (RetrievalConfig)
     assistant: str = "qwen2.5-coder-0.5b"  # the draft model of `assisted`
     memory: bool = True  # probe each method's peak memory in a fresh process
 
@@ -100,7 +100,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     engine = open_engine(
         options.model, options.device, options.dtype, workspace, needs_store, options.corpus
     )
-    engine.retrieval_overrides = {"project_weight": options.project_weight}
+    if options.project_weight is not None:
+        engine.retrieval_overrides = {"project_weight": options.project_weight}
     if "assisted" in methods:
         attach_assistant(engine, options.assistant)
     lm = engine.lm

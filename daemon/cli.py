@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workspace", help="project folder for the project store")
     bench.add_argument("--seed", type=int, default=0, help="which functions repo:DIST picks")
     bench.add_argument(
-        "--project-weight", type=float, default=6.0, help="project drafts vs general ones"
+        "--project-weight",
+        type=float,
+        help="project drafts vs general ones (default 3, the engine's)",
     )
     bench.add_argument(
         "--assistant",

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from transformers.utils import logging as hf_logging
 
 from daemon.engine.atomic import staged_folder
+from daemon.engine.attention import use_folded_attention
 from daemon.engine.registry import (
     MODELS,
     PackagedModel,
@@ -176,6 +177,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"could not load model {spec}: {first_line}") from None
     model.to(torch_device).eval()
+    use_folded_attention(model)  # tree steps attend per key/value head (attention.py)
     eos = set(_as_list(model.generation_config.eos_token_id))
     if tokenizer.eos_token_id is not None:
         eos.add(int(tokenizer.eos_token_id))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from daemon.engine.attention import use_folded_attention
 from daemon.engine.budget import FixedBudget
 from daemon.engine.decode import generate
 from daemon.engine.drafters import ContextLookupDrafter
@@ -24,8 +25,8 @@ from daemon.engine.tree import Candidate
 VOCAB = 97
 
 
-@pytest.fixture(scope="module")
-def tiny() -> LoadedModel:
+@pytest.fixture(scope="module", params=["sdpa", "folded"])
+def tiny(request: pytest.FixtureRequest) -> LoadedModel:
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=VOCAB,
@@ -39,6 +40,8 @@ def tiny() -> LoadedModel:
         tie_word_embeddings=False,
     )
     model = Qwen2ForCausalLM(config).eval()
+    if request.param == "folded":
+        assert use_folded_attention(model)  # what load_model does: trees attend per KV head
     return LoadedModel(
         model=model,
         tokenizer=None,
