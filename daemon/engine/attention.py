@@ -20,7 +20,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-__all__ = ["FOLDED", "use_folded_attention"]
+__all__ = ["FOLDED", "folded_sdpa_forward", "use_folded_attention"]
 
 FOLDED = "codeswift_folded_sdpa"
 
