@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--project-weight",
         type=float,
-        help="project drafts vs general ones (default 3, the engine's)",
+        help="project drafts vs general ones (default: the engine's RetrievalConfig weight)",
     )
     bench.add_argument(
         "--assistant",

@@ -47,7 +47,7 @@ class RetrievalConfig:
     parallel: bool = False  # measured: see RetrievalDrafter._search
     general_weight: float = 1.0
     # Replaying ar's outputs on 20 click/requests functions through the drafters (no noise from
-    # timing): weight 6 -> 2.69x, 3 -> 2.73x, 1.5 -> 2.76x modelled speedup at 16 nodes; 8 real
+    # timing): weight 6 -> 2.69x, 3 -> 2.73x, 1.5 -> 2.76x modelled decode speedup, 16 nodes; 8 real
     # click functions earlier: 0.5 -> 1.74x, 2 -> 1.73x, 6 -> 1.81x (within run-to-run noise).
     project_weight: float = 3.0
     context_weight: float = 3.0
