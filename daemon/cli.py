@@ -13,11 +13,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from tqdm import tqdm
-
+from daemon import interrupts
 from daemon.errors import UsageError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["main"]
 
@@ -219,6 +221,8 @@ def _workspace(folder: str | None) -> Path | None:
 def _index(args: argparse.Namespace) -> int:
     folder = _workspace(args.folder)
     assert folder is not None
+    from tqdm import tqdm
+
     from daemon.engine.models import load_tokenizer
     from daemon.engine.project_store import ProjectStore
     from indexer.filters import IndexRules
@@ -338,6 +342,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
         address = (host.strip("[]"), int(port))
     serve(args.model, args.device, args.dtype, address)
+    if interrupts.received():  # pygls takes the interrupt itself and returns
+        interrupts.end_now()
     return 0
 
 
@@ -349,6 +355,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    interrupts.handle_stop_signals()
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(
@@ -366,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"codeswift: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (interrupts.py)
+        interrupts.forget_interrupted_exec()
         print("codeswift: interrupted", file=sys.stderr)
-        return 130
+        return interrupts.exit_code()

@@ -109,22 +109,30 @@ class FolderIndexer:
 
     # -- whole folder -----------------------------------------------------------------------
 
-    def scan(self, progress: Progress | None = None) -> ScanReport:
-        """Index what is new or changed, drop what is gone or now excluded."""
+    def scan(
+        self, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> ScanReport:
+        """Index what is new or changed, drop what is gone or now excluded. `should_stop` is
+        asked between files: a scan told to stop keeps what it indexed and drops nothing (the
+        files it did not reach are not gone)."""
         started = time.perf_counter()
         report = ScanReport()
         paths = list(self._walk(self.root, report))
         known = dict(self.sink.fingerprints())
-        for done, path in enumerate(paths, start=1):
-            self._reconcile(path, known, report)
-            if progress is not None:
-                progress(done, len(paths))
-        seen = {self._relative(p) for p in paths}
-        for relative in sorted(set(known) - seen - self.open_buffers):
-            self.sink.drop(relative)  # gone, or inside a folder that is now excluded
-            report.dropped += 1
-        self.sink.commit()
-        report.seconds = time.perf_counter() - started
+        try:
+            for done, path in enumerate(paths, start=1):
+                if should_stop is not None and should_stop():
+                    return report
+                self._reconcile(path, known, report)
+                if progress is not None:
+                    progress(done, len(paths))
+            seen = {self._relative(p) for p in paths}
+            for relative in sorted(set(known) - seen - self.open_buffers):
+                self.sink.drop(relative)  # gone, or inside a folder that is now excluded
+                report.dropped += 1
+        finally:  # told to stop, or interrupted (Ctrl-C): what was indexed stays indexed
+            self.sink.commit()
+            report.seconds = time.perf_counter() - started
         return report
 
     # -- changed paths ----------------------------------------------------------------------

@@ -95,6 +95,7 @@ class WorkspaceIndexer:
         self._observer: BaseObserver | None = None
         self._worker: threading.Thread | None = None
         self._count_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._outstanding = 0  # jobs submitted and not yet done
         self._pending = False  # events noted and waiting for their batch (worker-owned)
         self._first_event = self._last_event = 0.0
@@ -115,15 +116,23 @@ class WorkspaceIndexer:
         self._worker = threading.Thread(target=self._run, name="codeswift-indexer", daemon=True)
         self._worker.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop watching and join both threads (pending events are dropped)."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop watching and join both threads within about `timeout` seconds in all (pending
+        events are dropped, a scan in flight ends at its next file). Both threads are daemons:
+        one that does not end in time is left behind, never waited for without bound."""
         if self._worker is None:
             return
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
         self._jobs.put(("stop",))
-        self._worker.join(timeout)
+        self._worker.join(timeout / 2)
         if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout)
+            # watchdog joins its emitter threads without a timeout: stop it on a thread of
+            # its own, and wait only as long as we may
+            stopper = threading.Thread(target=self._observer.stop, name="codeswift-unwatch")
+            stopper.daemon = True
+            stopper.start()
+            stopper.join(max(0.0, deadline - time.monotonic()))
         self._worker = self._observer = None
 
     def __enter__(self) -> WorkspaceIndexer:
@@ -297,7 +306,9 @@ class WorkspaceIndexer:
             if self.on_progress is not None:
                 self.on_progress(root, done, total)
 
-        report = folder.indexer.scan(progress)
+        report = folder.indexer.scan(progress, should_stop=self._stopping.is_set)
+        if self._stopping.is_set():
+            return
         folder.report = report
         folder.scanned = True
         if self.on_batch is not None:

@@ -53,6 +53,14 @@ class CodeswiftServer(LanguageServer):
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def shutdown(self) -> None:
+        """pygls' own shutdown waits for its thread pool, where the stdin reader may sit in a
+        read for as long as the client keeps the pipe open: an interrupted server never ended."""
+        pool, self._thread_pool = self._thread_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        super().shutdown()
+
     # -- status (backend threads call `report`) ---------------------------------------------
 
     def report(self, state: str, details: Mapping[str, Any]) -> None:

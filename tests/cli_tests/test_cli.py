@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.cli_tests.processes import Codeswift
 from tests.conftest import REPO, require_real_model
 
 
@@ -245,38 +241,15 @@ def test_index_watch_follows_saves_until_interrupted(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "a.py").write_text("def first():\n    return 1\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "index", str(workspace), "--watch", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-
-    def next_report(predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                report: dict[str, Any] = json.loads(lines.get(timeout=1))
-            except queue.Empty:
-                continue
-            if predicate(report):
-                return report
-        raise AssertionError("no matching report from codeswift index --watch")
-
-    try:
-        assert next_report(lambda r: r["files"] == 1)["chunks"] == 1
+    with Codeswift("index", str(workspace), "--watch", "--json") as watch:
+        assert watch.next_report(lambda r: r["files"] == 1)["chunks"] == 1
         (workspace / "b.py").write_text("class Second:\n    def m(self):\n        pass\n")
-        saved = next_report(lambda r: r["files"] == 2)
+        saved = watch.next_report(lambda r: r["files"] == 2)
         assert saved["indexed"] == 1 and saved["chunks"] == 3
         (workspace / "a.py").unlink()
-        assert next_report(lambda r: r["files"] == 1)["dropped"] == 1
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 130
-    assert "Traceback" not in process.stderr.read()  # type: ignore[union-attr]
+        assert watch.next_report(lambda r: r["files"] == 1)["dropped"] == 1
+        watch.interrupt(signal.SIGINT)
+        assert "Traceback" not in "".join(watch.stderr), watch.explain("a traceback")
 
 
 def test_index_rejects_a_blank_glob(tmp_path: Path) -> None:

@@ -1,0 +1,98 @@
+"""Stopping on SIGINT and SIGTERM: always heard, always bounded.
+
+Two things made a `codeswift index --watch` ignore Ctrl-C for good:
+- A background job of a non-interactive shell (`make test &` in a script, and every process
+  started under it) inherits SIGINT as *ignored*, and Python keeps an inherited ignore. A
+  long-running command that is told to stop must stop, so the handlers are installed whatever
+  the parent left.
+- Cleanup can block without end in libraries we do not own (watchdog joins its threads without
+  a timeout; pygls waits for its stdin reader; logging waits for a handler lock held by a
+  thread stuck on a full pipe). So the first signal also arms a deadline: a process still alive
+  `grace_s` later ends there with the signal's exit code. Everything we persist is written to
+  a temporary file and renamed, so ending mid-write loses nothing.
+
+SIGINT raises `KeyboardInterrupt` in the main thread as usual; SIGTERM raises `Stopped`, its
+subclass, so one `except KeyboardInterrupt` handles both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import NoReturn
+
+__all__ = [
+    "Stopped",
+    "end_now",
+    "exit_code",
+    "forget_interrupted_exec",
+    "handle_stop_signals",
+    "received",
+]
+
+_GRACE_S = 1.5
+_received: list[int] = []  # signal numbers, in order
+_armed = threading.Event()
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM: stop as for Ctrl-C."""
+
+
+def handle_stop_signals(grace_s: float = _GRACE_S) -> None:
+    """Install the handlers (main thread only; a no-op elsewhere, e.g. under a test runner's
+    worker thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        _received.append(signum)
+        _arm_deadline(grace_s, exit_code())
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def received() -> bool:
+    return bool(_received)
+
+
+def exit_code() -> int:
+    """128 + the first stop signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (_received[0] if _received else signal.SIGINT)
+
+
+def forget_interrupted_exec() -> None:
+    """Clear CPython's mark of an interrupt that escaped an `exec` of a string.
+
+    dataclasses build their methods with `exec`, so Ctrl-C during an import (torch and
+    transformers take seconds) usually lands inside one. CPython 3.11 then remembers an
+    "unhandled" KeyboardInterrupt and, under `python -m`, kills the process with SIGINT at exit
+    whatever `main` returned (exit status -2, not 130). A clean `exec` resets that mark.
+    """
+    exec("")
+
+
+def end_now() -> NoReturn:
+    """End a process stopped by a signal now, with its exit code: for a server whose threads
+    sit in reads on the client's pipe, which no join can end."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken pipe
+            stream.flush()
+    os._exit(exit_code())
+
+
+def _arm_deadline(grace_s: float, code: int) -> None:
+    if _armed.is_set():
+        return
+    _armed.set()
+
+    # no flush first: the stream's lock may be what the stuck thread holds
+    timer = threading.Timer(grace_s, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
