@@ -115,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--suite",
         default="humaneval",
-        help="humaneval, repo:DIST, edit:DIST (an editing session), stores, index or lsp",
+        help="humaneval, repo:DIST, edit:DIST (an editing session), stores, index, lsp or soak",
+    )
+    bench.add_argument(
+        "--minutes",
+        type=float,
+        default=15.0,
+        help="how long --suite soak drives the server (default %(default)s)",
     )
     bench.add_argument("--limit", type=_positive, default=20)
     bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
@@ -273,6 +279,16 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.suite == "soak":
+        from daemon.soak_bench import run_soak_bench
+
+        if args.minutes <= 0:
+            raise UsageError(f"--minutes must be positive, got {args.minutes}")
+        report = run_soak_bench(args.model, _workspace(args.workspace), args.minutes, args.seed)
+        print(json.dumps(report, indent=2))
+        if args.json_file:
+            args.json_file.write_text(json.dumps(report, indent=2))
+        return 0 if all(report["checks"].values()) else 1
     if args.suite in ("stores", "index", "lsp"):
         from daemon.index_bench import run_index_bench
         from daemon.lsp_bench import run_lsp_bench

@@ -29,7 +29,7 @@ from pygls.lsp.client import LanguageClient
 
 from daemon.errors import UsageError
 
-__all__ = ["run_lsp_bench"]
+__all__ = ["inline_params", "json_field", "latency_summary", "run_lsp_bench"]
 
 _SAMPLES = 12
 
@@ -80,20 +80,20 @@ async def _bench(
         stats = await client.workspace_execute_command_async(
             types.ExecuteCommandParams("codeswift.stats")
         )
-        backend = _field(stats, "backend")
+        backend = json_field(stats, "backend")
         return {
             "suite": "lsp",
-            "prompt_tokens": _field(backend, "promptTokens"),
-            "reused_prompt_tokens": _field(backend, "reusedPromptTokens"),
-            "model_requests": _field(backend, "requests"),
+            "prompt_tokens": json_field(backend, "promptTokens"),
+            "reused_prompt_tokens": json_field(backend, "reusedPromptTokens"),
+            "model_requests": json_field(backend, "requests"),
             "workspace": str(folder),
             "files": samples,
-            "first_request_in_file_ms": _summary(results["first"]),
-            "single_line_ms": _summary(results["single"]),
-            "typed_ahead_ms": _summary(results["typed"]),
-            "block_64_ms": _summary(results["block"]),
-            "cancel_ack_ms": _summary(results["cancel"]),
-            "unrelated_during_generation_ms": _summary(results["unrelated"]),
+            "first_request_in_file_ms": latency_summary(results["first"]),
+            "single_line_ms": latency_summary(results["single"]),
+            "typed_ahead_ms": latency_summary(results["typed"]),
+            "block_64_ms": latency_summary(results["block"]),
+            "cancel_ack_ms": latency_summary(results["cancel"]),
+            "unrelated_during_generation_ms": latency_summary(results["unrelated"]),
         }
     finally:
         await client.shutdown_async(None)
@@ -175,7 +175,7 @@ def _change_config(client: LanguageClient, settings: dict[str, Any]) -> None:
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings))
 
 
-def _request(uri: str, position: types.Position) -> types.InlineCompletionParams:
+def inline_params(uri: str, position: types.Position) -> types.InlineCompletionParams:
     return types.InlineCompletionParams(
         context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
         text_document=types.TextDocumentIdentifier(uri),
@@ -187,7 +187,7 @@ async def _timed_text(
     client: LanguageClient, uri: str, position: types.Position
 ) -> tuple[float, str]:
     started = time.perf_counter()
-    result = await client.text_document_inline_completion_async(_request(uri, position))
+    result = await client.text_document_inline_completion_async(inline_params(uri, position))
     elapsed = (time.perf_counter() - started) * 1000
     items = result.items if isinstance(result, types.InlineCompletionList) else result or []
     text = items[0].insert_text if items else ""
@@ -202,7 +202,7 @@ async def _cancel(
     msg_id = f"bench-{time.monotonic_ns()}"
     shifted = types.Position(position.line, 0)  # a new place: no offer to reuse
     future = client.protocol.send_request_async(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, _request(uri, shifted), msg_id=msg_id
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, shifted), msg_id=msg_id
     )
     await asyncio.sleep(0.6)
     started = time.perf_counter()
@@ -217,14 +217,14 @@ async def _cancel(
     return cancelled, unrelated
 
 
-def _field(value: Any, name: str) -> Any:
+def json_field(value: Any, name: str) -> Any:
     """A field of a JSON object as pygls hands it over (a dict or an attribute object)."""
     if isinstance(value, dict):
         return value.get(name)
     return getattr(value, name, None)
 
 
-def _summary(samples: list[float]) -> dict[str, float]:
+def latency_summary(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"p50": -1.0, "p95": -1.0, "n": 0}
     ordered = sorted(samples)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -196,6 +197,7 @@ class Service:
     def stats(self) -> dict[str, Any]:
         return {
             **self._identity(),
+            "pid": os.getpid(),  # whose memory and threads a long-running client can watch
             "error": self.error,
             "requests": self.requests,
             "promptTokens": self.prompt_tokens,

@@ -181,6 +181,13 @@ class ProjectStore:
             "tokens": sum(row["tokens"] for row in rows),
         }
 
+    def digest(self) -> dict[str, tuple[str, int, int]]:
+        """File -> (content sha1, tokens, CRC32 of the tokens): what two stores of the same
+        files agree on (two editors' servers share one store; a soak compares it to a fresh
+        index)."""
+        with self._lock:
+            return {f: (r["sha1"], r["tokens"], r["crc32"]) for f, r in self._manifest.items()}
+
     # -- convenience ------------------------------------------------------------------------
 
     def sync(

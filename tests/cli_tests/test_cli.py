@@ -292,3 +292,20 @@ def test_serve_listens_on_loopback_only() -> None:
     result = codeswift("serve", "--tcp", "0.0.0.0:2087")
     assert result.returncode == 2
     assert "loopback" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_bench_soak_runs_briefly(tmp_path: Path) -> None:
+    """The soak itself runs for 15 minutes outside CI; here a quarter of a minute of it."""
+    require_real_model()
+    out = tmp_path / "soak.json"
+    result = codeswift(
+        "bench", "--suite", "soak", "--minutes", "0.25", "--json", str(out), "--seed", "3"
+    )
+    report = json.loads(out.read_text())
+    assert report["completions_answered"] > 0 and report["errors"] == 0, report["error_examples"]
+    assert report["store_equals_fresh_index"] is True
+    assert set(report["checks"]) >= {"no_errors", "threads_constant", "rss_growth_within_10%"}
+    assert result.returncode == (0 if all(report["checks"].values()) else 1), result.stderr
+    assert report["samples"][0]["rss_mb"] > 100 and report["samples"][0]["threads"] > 1
