@@ -110,6 +110,7 @@ class WorkspaceIndexer:
     def start(self) -> None:
         if self._worker is not None:
             return
+        self._stopping.clear()
         self._observer = Observer()
         self._observer.daemon = True
         self._observer.start()
