@@ -81,7 +81,7 @@ def forget_interrupted_exec() -> None:
 def end_now() -> NoReturn:
     """End a process stopped by a signal now, with its exit code: for a server whose threads
     sit in reads on the client's pipe, which no join can end."""
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (sys.stdout, sys.stderr):  # should a flush block, the deadline still stands
         with contextlib.suppress(Exception):  # a closed or broken pipe
             stream.flush()
     os._exit(exit_code())
