@@ -29,12 +29,11 @@ EXIT_BUDGET_S = 6.0
 
 
 class Codeswift:
-    """`python -m daemon ARGS` with its stdout read as JSON lines."""
+    """`python -m daemon ARGS` with its stdout read as JSON lines (or, `lsp`, LSP messages)."""
 
     def __init__(
         self,
         *args: str,
-        env: dict[str, str] | None = None,
         sigint_ignored: bool = False,
         stdin: int | None = subprocess.DEVNULL,
         lsp: bool = False,
@@ -49,7 +48,6 @@ class Codeswift:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO,
-            env={**os.environ, **(env or {})},
             start_new_session=True,  # its own process group: killed whole, never left behind
         )
         self.started = time.monotonic()
