@@ -59,7 +59,8 @@ def run_soak_bench(model: str, workspace: Path | None, minutes: float, seed: int
         soak = _Soak(folder, minutes * 60, random.Random(seed))
         report = asyncio.run(soak.run(model))
         report["store_equals_fresh_index"] = _store_equals_fresh_index(model, folder)
-    report["source"] = str(source)
+    # a path the user gave, or a name for the default: no machine's path in a shared report
+    report["source"] = str(workspace) if workspace else "codeswift's own indexer/ sources"
     report["checks"] = _checks(report)
     return report
 
