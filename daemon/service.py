@@ -10,6 +10,7 @@ and with it the reusable prefix, in place.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -20,9 +21,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from daemon.assembly import ShardSink, open_engine, open_project
 from daemon.engine.decode import PrefixCache
-from daemon.engine.methods import METHODS, Engine, open_engine, run_method
-from daemon.engine.project_store import ProjectStore, ProjectStores
+from daemon.engine.engine import Engine
+from daemon.engine.plan import PLANS, DecodePlan
+from daemon.engine.project_index import WorkspaceIndex
+from daemon.engine.registry import DEFAULT_MODEL
+from daemon.engine.stops import Stop
 from indexer.filters import IndexRules
 from indexer.workspace import WorkspaceIndexer
 from lsp.backend import CompletionRequest, Generated, StatusSink
@@ -51,10 +56,12 @@ class Service:
         self.engine: Engine | None = None
         self.error: str | None = None
         self.reuse = PrefixCache()
-        self.projects = ProjectStores()
+        self.projects = WorkspaceIndex()
         self.indexer: WorkspaceIndexer | None = None
         self._folders: set[Path] = set()
         self._buffers: dict[Path, str] = {}  # open documents, replayed when the indexer starts
+        # folder -> (files done, files to do), written on the indexer's thread, read on the
+        # model's and the server's: under `_lock`
         self._indexing: dict[Path, tuple[int, int]] = {}
         self._last_progress = 0.0
         self.requests = 0
@@ -64,10 +71,11 @@ class Service:
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self, settings: Settings, status: StatusSink) -> None:
-        self.settings, self._status = settings, status
+        self.settings, self._status = _named_model(settings), status
         self._worker.submit(self._load)
 
     def configure(self, settings: Settings) -> None:
+        settings = _named_model(settings)
         reload = (settings.model, settings.device, settings.dtype) != (
             self.settings.model,
             self.settings.device,
@@ -88,12 +96,12 @@ class Service:
         self.engine, self.error = None, None
         self.reuse.clear()
         try:
-            engine = open_engine(settings.model, settings.device, settings.dtype)
-            engine.project = self.projects
+            engine = open_engine(
+                settings.model, settings.device, settings.dtype, project=self.projects
+            )
             # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
             warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
-            method = settings.method if settings.method in METHODS else "codeswift"
-            run_method(engine, method, warm, 4)
+            engine.complete(warm, plan_of(settings), Stop(4))
         except Exception as exc:  # the server stays up and answers with empty results
             self.error = f"cannot load model {settings.model}: {exc}"
             logger.error("%s", self.error)
@@ -121,10 +129,10 @@ class Service:
             index_secrets=self.settings.index_secrets,
         )
 
-        def sink_for(root: Path) -> ProjectStore:
-            store = ProjectStore(root, tokenizer)
-            self.projects.stores[root] = store
-            return store
+        def sink_for(root: Path) -> ShardSink:
+            index = open_project(root, tokenizer)
+            self.projects.add(root, index)
+            return ShardSink(index.shards)
 
         self.indexer = WorkspaceIndexer(sink_for, rules, on_progress=self._indexing_progress)
         self.indexer.on_batch = self._indexed
@@ -138,24 +146,35 @@ class Service:
             self.indexer.open_buffer(path, text)
 
     def _indexing_progress(self, root: Path, done: int, total: int) -> None:
-        self._indexing[root] = (done, total)
         now = time.monotonic()
-        if done < total and now - self._last_progress < 0.25:
-            return
-        self._last_progress = now
-        done_all = sum(d for d, _ in self._indexing.values())
-        total_all = sum(t for _, t in self._indexing.values())
+        with self._lock:
+            self._indexing[root] = (done, total)
+            if done < total and now - self._last_progress < 0.25:
+                return
+            self._last_progress = now
+            done_all, total_all = self._indexing_totals()
         message = f"indexing {done_all} of {total_all} files"
         self._status("indexing", {"message": message, "done": done_all, "total": total_all})
 
     def _indexed(self, root: Path, report: Any) -> None:
-        if self._indexing.pop(root, None) is not None:
+        with self._lock:
+            finished = self._indexing.pop(root, None) is not None
+        if finished:
             self._settle()
+
+    def _indexing_totals(self) -> tuple[int, int]:
+        """Files done and to do over every folder being indexed; call with `_lock` held."""
+        return (
+            sum(done for done, _ in self._indexing.values()),
+            sum(total for _, total in self._indexing.values()),
+        )
 
     def _settle(self) -> None:
         """Back from busy: still indexing, or ready."""
-        if self._indexing:
-            done, total = (sum(x) for x in zip(*self._indexing.values(), strict=True))
+        with self._lock:
+            indexing = bool(self._indexing)
+            done, total = self._indexing_totals()
+        if indexing:
             message = f"indexing {done} of {total} files"
             self._status("indexing", {"message": message, "done": done, "total": total})
         elif self.engine is not None:
@@ -172,7 +191,7 @@ class Service:
             self._folders.discard(folder)
         if self.indexer is not None:
             self.indexer.remove_folder(folder)
-        self.projects.stores.pop(folder.resolve(), None)
+        self.projects.remove(folder)
 
     def buffer_changed(self, path: Path, text: str) -> None:
         with self._lock:
@@ -213,11 +232,11 @@ class Service:
     def _generate(self, request: CompletionRequest, cancel: threading.Event) -> Generated:
         engine = self.engine
         if engine is None or cancel.is_set():
-            return Generated("", 0, 0.0, 0.0, 0, "unavailable" if engine is None else "cancelled")
+            reason = "unavailable" if engine is None else "cancelled"
+            return Generated("", 0, 0, 0.0, 0, reason)
         started = time.perf_counter()
         settings = request.settings
         prompt, end_ids, typed = request_prompt(engine, request)
-        method = settings.method if settings.method in METHODS else "codeswift"
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
         deadline = time.monotonic() + settings.timeout_ms / 1000
@@ -229,31 +248,37 @@ class Service:
             return cancel.is_set() or timed_out
 
         self._status("busy", {})
+        stop = Stop(
+            settings.max_new_tokens,
+            end_ids=frozenset(end_ids),
+            shape_decided=lambda raw: request.stop(typed(raw)),
+        )
         try:
-            completion = run_method(
-                engine,
-                method,
-                prompt,
-                settings.max_new_tokens,
-                should_cancel=should_stop,
-                text_stop=lambda raw: request.stop(typed(raw)),
-                extra_eos=end_ids,
-                reuse=self.reuse,
-            )
+            completion = engine.complete(prompt, plan_of(settings), stop, should_stop, self.reuse)
         finally:
             self._settle()
         self.requests += 1
         self.prompt_tokens += len(prompt)
         self.reused_tokens += self.reuse.reused
-        steps = completion.steps + 1
+        decoded = completion.decoded
         return Generated(
             text=typed(completion.text),
-            tokens=len(completion.tokens),
+            tokens=len(decoded.tokens),
+            forwards=decoded.forwards,
             seconds=time.perf_counter() - started,
-            mean_accepted=len(completion.tokens) / steps if completion.tokens else 0.0,
             reused_tokens=self.reuse.reused,
-            stop_reason="timeout" if timed_out and not cancel.is_set() else completion.stop_reason,
+            stop_reason="timeout" if timed_out and not cancel.is_set() else decoded.stop_reason,
         )
+
+
+def _named_model(settings: Settings) -> Settings:
+    """An empty model setting means the default one."""
+    return settings if settings.model else dataclasses.replace(settings, model=DEFAULT_MODEL)
+
+
+def plan_of(settings: Settings) -> DecodePlan:
+    """The plan the `method` setting names (settings.py checked the name against PLANS)."""
+    return PLANS[settings.method]
 
 
 def request_prompt(

@@ -52,7 +52,7 @@ def setup_model(name: str) -> Path:
 
 
 def _build_general_store(name: str) -> None:
-    from daemon.engine.general_store import open_general_store
+    from daemon.assembly import open_general
     from daemon.engine.models import load_tokenizer
 
     started = time.perf_counter()
@@ -63,7 +63,7 @@ def _build_general_store(name: str) -> None:
             bars.append(tqdm(total=total, desc="general store (stdlib)", unit="file"))
         bars[0].update(done - bars[0].n)
 
-    store = open_general_store(load_tokenizer(name), progress=advance)
+    store = open_general(load_tokenizer(name), progress=advance)
     for bar in bars:
         bar.close()
     _say(f"general store: {len(store):,} tokens, ready in {time.perf_counter() - started:.1f} s")

@@ -1,4 +1,4 @@
-"""Workspace indexer (watchdog + tree-sitter). Imports no other project package; arrives with its
-issue."""
+"""The workspace indexer (watchdog + tree-sitter): which files count, their chunks, and a sink
+told of every change. It imports no other project package."""
 
 __all__: list[str] = []

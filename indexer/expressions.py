@@ -1,8 +1,9 @@
 """Recurring expressions: calls, decorators and imports, counted per file.
 
 The paper names mining high-frequency expressions as future work. Each file yields a count of
-its one-line expressions; the workspace sums the counts and the ones that recur become an
-extra draft source. Queries run inside tree-sitter (C), so this costs little next to parsing.
+its one-line expressions; the daemon sums the counts, and the ones that recur across the
+workspace become an extra draft source. Queries run inside tree-sitter (C), so this costs
+little next to parsing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tree_sitter import Query, QueryCursor, Tree
 
 from indexer.languages import parser_for
 
-__all__ = ["expressions_of", "frequent"]
+__all__ = ["expressions_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,6 @@ def expressions_of(tree: Tree | None, language: str | None) -> Counter[str]:
             if b"\n" not in text and MIN_BYTES <= len(text) <= MAX_BYTES:
                 found[text.decode("utf-8", "replace")] += 1
     return found
-
-
-def frequent(counts: Counter[str], min_count: int = 3, limit: int = 20_000) -> list[str]:
-    """The expressions that recur, most frequent first (ties by text, for determinism)."""
-    ranked = sorted((-n, text) for text, n in counts.items() if n >= min_count)
-    return [text for _, text in ranked[:limit]]
 
 
 def _query(language: str) -> Query | None:

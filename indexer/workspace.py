@@ -37,6 +37,16 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from indexer.buffers import OpenBuffer
 from indexer.filters import DEFAULT_IGNORED_DIRS, IndexRules
+from indexer.jobs import (
+    AddFolder,
+    Buffer,
+    CloseBuffer,
+    Event,
+    Job,
+    Reindex,
+    RemoveFolder,
+    Stop,
+)
 from indexer.languages import language_of
 from indexer.scan import FolderIndexer, FolderSink, ScanReport
 
@@ -91,7 +101,7 @@ class WorkspaceIndexer:
         self.on_batch = on_batch
         self._folders: dict[Path, _Folder] = {}
         self._buffers: dict[Path, OpenBuffer] = {}
-        self._jobs: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._jobs: queue.Queue[Job] = queue.Queue()
         self._observer: BaseObserver | None = None
         self._worker: threading.Thread | None = None
         self._count_lock = threading.Lock()
@@ -99,7 +109,7 @@ class WorkspaceIndexer:
         self._outstanding = 0  # jobs submitted and not yet done
         self._pending = False  # events noted and waiting for their batch (worker-owned)
         self._first_event = self._last_event = 0.0
-        self._handler = _EventHandler(self._submit)
+        self._handler = EventHandler(self._submit)
         self.errors: Counter[str] = Counter()
         self.events = 0
         self.batches = 0
@@ -125,7 +135,7 @@ class WorkspaceIndexer:
             return
         deadline = time.monotonic() + timeout
         self._stopping.set()
-        self._jobs.put(("stop",))
+        self._jobs.put(Stop())
         self._worker.join(timeout / 2)
         if self._observer is not None:
             # watchdog joins its emitter threads without a timeout: stop it on a thread of
@@ -146,23 +156,23 @@ class WorkspaceIndexer:
     # -- requests (any thread) --------------------------------------------------------------
 
     def add_folder(self, root: Path) -> None:
-        self._submit("add", root.resolve())
+        self._submit(AddFolder(root.resolve()))
 
     def remove_folder(self, root: Path) -> None:
-        self._submit("remove", root.resolve())
+        self._submit(RemoveFolder(root.resolve()))
 
     def reindex(self, path: Path | None = None) -> None:
         """Re-check one file or folder, or (None) rescan every folder."""
-        self._submit("reindex", path.resolve() if path else None)
+        self._submit(Reindex(path.resolve() if path else None))
 
     def open_buffer(self, path: Path, text: str) -> None:
-        self._submit("buffer", path.resolve(), text)
+        self._submit(Buffer(path.resolve(), text))
 
     def change_buffer(self, path: Path, text: str) -> None:
-        self._submit("buffer", path.resolve(), text)
+        self._submit(Buffer(path.resolve(), text))
 
     def close_buffer(self, path: Path) -> None:
-        self._submit("close", path.resolve())
+        self._submit(CloseBuffer(path.resolve()))
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every job and pending event is processed (True) or `timeout` passes."""
@@ -195,7 +205,7 @@ class WorkspaceIndexer:
             "errors": dict(self.errors),
         }
 
-    def _submit(self, *job: Any) -> None:
+    def _submit(self, job: Job) -> None:
         with self._count_lock:
             self._outstanding += 1
         self._jobs.put(job)
@@ -218,7 +228,7 @@ class WorkspaceIndexer:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
                 job = None
-            if job is not None and job[0] == "stop":
+            if isinstance(job, Stop):
                 return
             if job is not None:
                 self._handle(job)
@@ -229,15 +239,24 @@ class WorkspaceIndexer:
                 with self._count_lock:
                     self._outstanding -= 1
 
-    def _handle(self, job: tuple[Any, ...]) -> None:
-        if job[0] == "event":
-            now = time.monotonic()
-            if not self._pending:
-                self._first_event = now
-            self._last_event = now
-            self._guarded("event", self._note, *job[1:])
-        else:
-            self._guarded(job[0], getattr(self, f"_do_{job[0]}"), *job[1:])
+    def _handle(self, job: Job) -> None:
+        match job:
+            case Event(kind, path, dest):
+                now = time.monotonic()
+                if not self._pending:
+                    self._first_event = now
+                self._last_event = now
+                self._guarded("event", self._note, kind, path, dest)
+            case AddFolder(root):
+                self._guarded("add", self._add, root)
+            case RemoveFolder(root):
+                self._guarded("remove", self._remove, root)
+            case Reindex(path):
+                self._guarded("reindex", self._reindex, path)
+            case Buffer(path, text):
+                self._guarded("buffer", self._buffer, path, text)
+            case CloseBuffer(path):
+                self._guarded("close", self._close, path)
 
     def _guarded(self, name: str, action: Callable[..., None], *args: Any) -> None:
         try:
@@ -273,7 +292,7 @@ class WorkspaceIndexer:
             if self.on_batch is not None:
                 self.on_batch(root, report)
 
-    def _do_add(self, root: Path) -> None:
+    def _add(self, root: Path) -> None:
         if root in self._folders:
             return
         folder = _Folder(FolderIndexer(root, self.sink_for(root), self.rules))
@@ -288,13 +307,13 @@ class WorkspaceIndexer:
             self.errors["watch"] += 1
         self._scan(root, folder)
 
-    def _do_remove(self, root: Path) -> None:
+    def _remove(self, root: Path) -> None:
         folder = self._folders.pop(root, None)
         if folder is not None and folder.watch is not None and self._observer is not None:
             with contextlib.suppress(KeyError, OSError):  # already gone with its folder
                 self._observer.unschedule(folder.watch)
 
-    def _do_reindex(self, path: Path | None) -> None:
+    def _reindex(self, path: Path | None) -> None:
         for root, folder in self._folders.items():
             if path is None or path == root:
                 self._scan(root, folder)
@@ -315,7 +334,7 @@ class WorkspaceIndexer:
         if self.on_batch is not None:
             self.on_batch(root, report)
 
-    def _do_buffer(self, path: Path, text: str) -> None:
+    def _buffer(self, path: Path, text: str) -> None:
         owner = self._owner(path)
         if owner is None or owner.indexer.filter.file_reason(path) is not None:
             return  # outside every folder, or excluded (secrets stay out even when open)
@@ -328,7 +347,7 @@ class WorkspaceIndexer:
         owner.indexer.open_buffers.add(relative)
         owner.indexer.put_text(relative, buffer.source, buffer.parsed, buffer.tree)
 
-    def _do_close(self, path: Path) -> None:
+    def _close(self, path: Path) -> None:
         self._buffers.pop(path, None)
         owner = self._owner(path)
         if owner is not None:
@@ -341,15 +360,16 @@ class WorkspaceIndexer:
         return self._folders[max(roots, key=lambda r: len(r.parts))] if roots else None
 
 
-class _EventHandler(FileSystemEventHandler):
+class EventHandler(FileSystemEventHandler):
     """Runs on watchdog's thread: only queues what happened (filtering is the worker's)."""
 
-    def __init__(self, submit: Callable[..., None]) -> None:
+    def __init__(self, submit: Callable[[Job], None]) -> None:
         self._submit = submit
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         dest = _text(event.dest_path) if event.event_type == "moved" else None
-        self._submit("event", event.event_type, Path(_text(event.src_path)), dest and Path(dest))
+        path = Path(_text(event.src_path))
+        self._submit(Event(event.event_type, path, Path(dest) if dest else None))
 
 
 def _watched(root: Path, path: Path) -> bool:

@@ -37,8 +37,8 @@ class CompletionRequest:
 class Generated:
     text: str  # the raw completion (the server shapes it)
     tokens: int
+    forwards: int  # model forwards it took, the prompt's included
     seconds: float
-    mean_accepted: float  # tokens per model forward
     reused_tokens: int  # prompt tokens whose KV rows came from the previous request
     stop_reason: str
 

@@ -82,12 +82,12 @@ class CodeswiftServer(LanguageServer):
 
     def _figures(self) -> dict[str, Any]:
         done = self.completer.generated
-        steps = sum(g.tokens / g.mean_accepted for g in done if g.mean_accepted)
+        forwards = sum(g.forwards for g in done)
         return {
             "lastLatencyMs": round(self.completer.latencies_ms[-1], 1)
             if self.completer.latencies_ms
             else None,
-            "meanAccepted": round(sum(g.tokens for g in done) / steps, 2) if steps else None,
+            "meanAccepted": round(sum(g.tokens for g in done) / forwards, 2) if forwards else None,
             "offered": self.completer.offered,
             "accepted": self.completer.accepted,
             "acceptRate": round(self.completer.accepted / self.completer.offered, 3)
@@ -139,6 +139,8 @@ class CodeswiftServer(LanguageServer):
         for problem in problems:
             self.log(types.MessageType.Warning, f"codeswift: {problem}")
         if settings != self.settings:
+            if settings.log_level and settings.log_level != self.settings.log_level:
+                logging.getLogger().setLevel(settings.log_level.upper())
             self.settings = settings
             self.backend.configure(settings)
 

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Settings", "parse_settings"]
+__all__ = ["METHODS", "Settings", "parse_settings"]
 
 _MULTILINE = ("auto", "always", "never")
 _LOG_LEVELS = ("error", "warning", "info", "debug")
+# the engine's named plans (daemon/engine/plan.py; a test keeps the two lists equal)
+METHODS = ("codeswift", "lookup", "rest", "ar")
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,13 @@ class Settings:
     prefix_tokens: int = 1024
     suffix_tokens: int = 64
     method: str = "codeswift"
-    model: str = "qwen2.5-coder-0.5b"
+    model: str = ""  # empty: the server's own (`codeswift serve --model`, or the default)
     device: str = "auto"
     dtype: str = "auto"
     index_include: tuple[str, ...] = ()
     index_exclude: tuple[str, ...] = ()
     index_secrets: bool = False
-    log_level: str = "info"
+    log_level: str = ""  # of the server's log on stderr; empty: as the command line set it
 
     def __post_init__(self) -> None:
         _check(0 <= self.debounce_ms <= 5000, "debounceMs", self.debounce_ms)
@@ -49,8 +51,8 @@ class Settings:
         _check(0 <= self.suffix_tokens <= 4096, "suffixTokens", self.suffix_tokens)
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device)
         _check(self.dtype in ("auto", "bfloat16", "float32", "float16"), "dtype", self.dtype)
-        _check(self.log_level in _LOG_LEVELS, "logLevel", self.log_level)
-        _check(bool(self.method) and bool(self.model), "method/model", (self.method, self.model))
+        _check(self.log_level in ("", *_LOG_LEVELS), "logLevel", self.log_level)
+        _check(self.method in METHODS, "method", self.method)
 
 
 def parse_settings(options: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:

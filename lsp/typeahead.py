@@ -62,10 +62,3 @@ class OfferCache:
 
     def forget(self, uri: str) -> None:
         self._offers.pop(uri, None)
-
-    def find(self, completion_id: str) -> Offer | None:
-        for offers in self._offers.values():
-            for offer in offers:
-                if offer.completion_id == completion_id:
-                    return offer
-        return None

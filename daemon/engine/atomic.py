@@ -28,7 +28,8 @@ def staged_folder(target: Path) -> Iterator[Path]:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one rename."""
+    """Replace `path` with `data` in one rename (its folder is made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:

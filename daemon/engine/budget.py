@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
-from transformers import DynamicCache
-
-from daemon.engine.models import LoadedModel
+from daemon.engine.atomic import write_atomically
+from daemon.engine.forward import ForwardPort
 from daemon.engine.registry import cache_root
-from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, build_tree, tree_attention_mask
+from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, ancestor_matrix, build_tree
 
 __all__ = ["AdaptiveBudget", "BudgetPolicy", "CostCurve", "FixedBudget", "cost_curve"]
 
@@ -103,63 +102,48 @@ class AdaptiveBudget:
         self.rate += self.smoothing * (observed - self.rate)
 
 
-def cost_curve(lm: LoadedModel) -> CostCurve:
-    """The cached curve for this model, device, dtype and thread count; measured if absent."""
-    key = f"{lm.name}-{lm.device.type}-{lm.dtype_name}-t{torch.get_num_threads()}"
-    key = f"{key}-v{_CURVE_VERSION}".replace("/", "_")
+def cost_curve(model: ForwardPort) -> CostCurve:
+    """The cached curve for this model, device, precision and thread count; measured if absent."""
+    key = f"{model.identity}-v{_CURVE_VERSION}".replace("/", "_")
     path = cache_root() / "costs" / f"{key}.json"
     try:
         data = json.loads(path.read_text())
         return CostCurve(tuple(data["sizes"]), tuple(data["ms"]))
     except (OSError, ValueError, KeyError):
         pass
-    curve = measure_cost_curve(lm)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"sizes": curve.sizes, "ms": curve.ms}))
-    tmp.replace(path)
+    curve = measure_cost_curve(model)
+    write_atomically(path, json.dumps({"sizes": curve.sizes, "ms": curve.ms}).encode())
     logger.info("cost curve %s: %s", key, dict(zip(curve.sizes, curve.ms, strict=True)))
     return curve
 
 
-def measure_cost_curve(lm: LoadedModel, repeats: int = 3) -> CostCurve:
+def measure_cost_curve(model: ForwardPort, repeats: int = 3) -> CostCurve:
     """Median time of a verification step of q query tokens (a draft tree under its ancestor
-    mask, then the greedy pick) after a 1,024-token cache, for each q in SIZES."""
-    vocab = int(lm.model.config.vocab_size)
-    generator = torch.Generator().manual_seed(0)
-    prefix = torch.randint(0, vocab, (1, _CONTEXT), generator=generator).to(lm.device)
-    with torch.inference_mode():
-        cache = DynamicCache()
-        lm.model(input_ids=prefix, cache=cache, use_cache=True, logits_to_keep=1)
-        timings = []
-        for size in SIZES:
-            tree = _probe_tree(size - 1, vocab, generator)
-            mask = tree_attention_mask(tree, _CONTEXT, lm.dtype, lm.device) if tree.size else None
-            ids = torch.randint(0, vocab, (1, size), generator=generator).to(lm.device)
-            positions = (torch.tensor((0, *tree.depths)) + _CONTEXT)[None].to(lm.device)
-            samples = []
-            for _ in range(repeats + 1):  # the first run of a shape warms it up
-                started = time.perf_counter()
-                out = lm.model(
-                    input_ids=ids,
-                    position_ids=positions,
-                    cache=cache,
-                    attention_mask=mask,
-                    use_cache=True,
-                )
-                out.logits.max(dim=-1).indices.tolist()
-                samples.append((time.perf_counter() - started) * 1000)
-                for layer in cache.layers:  # drop what this probe appended
-                    layer.keys = layer.keys[:, :, :_CONTEXT]  # type: ignore[union-attr,index]
-                    layer.values = layer.values[:, :, :_CONTEXT]  # type: ignore[union-attr,index]
-            timings.append(sorted(samples[1:])[len(samples[1:]) // 2])
+    mask, then the greedy pick) after a 1,024-token cache, for each q in SIZES. It runs through
+    the forward port, so it times exactly what a decode step runs."""
+    draw = random.Random(0)
+    vocab = model.vocab_size
+    cache = model.new_cache()
+    model.prefill(cache, [draw.randrange(vocab) for _ in range(_CONTEXT)])
+    timings = []
+    for size in SIZES:
+        tree = _probe_tree(size - 1, vocab, draw)
+        tokens = [draw.randrange(vocab), *tree.tokens]
+        depths, visible = (0, *tree.depths), ancestor_matrix(tree)
+        samples = []
+        for _ in range(repeats + 1):  # the first run of a shape warms it up
+            started = time.perf_counter()
+            model.verify(cache, tokens, depths, visible)
+            samples.append((time.perf_counter() - started) * 1000)
+            model.crop(cache, _CONTEXT)  # drop what this probe appended
+        timings.append(sorted(samples[1:])[len(samples[1:]) // 2])
     return CostCurve(SIZES, tuple(round(t, 2) for t in timings))
 
 
-def _probe_tree(nodes: int, vocab: int, generator: torch.Generator) -> DraftTree:
+def _probe_tree(nodes: int, vocab: int, draw: random.Random) -> DraftTree:
     """A tree of `nodes` nodes shaped like real drafts: a few branches, 8 deep."""
     if nodes <= 0:
         return EMPTY_TREE
     branches = max(1, math.ceil(nodes / 8))
-    tokens = torch.randint(0, vocab, (branches, 8), generator=generator).tolist()
-    return build_tree([Candidate(tuple(row)) for row in tokens], nodes, 8)
+    rows = [tuple(draw.randrange(vocab) for _ in range(8)) for _ in range(branches)]
+    return build_tree([Candidate(row) for row in rows], nodes, 8)

@@ -21,8 +21,9 @@ class Drafter(Protocol):
     def begin(self, prompt: Sequence[int]) -> None:
         """A new request starts with `prompt`."""
 
-    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
-        """Candidates continuing `context` (prompt + committed tokens); about `budget` nodes."""
+    def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
+        """Candidates continuing `context` (prompt + committed tokens), each at most `depth`
+        tokens long. How many nodes of them are verified is the tree builder's business."""
 
     def observe(self, accepted: Sequence[int]) -> None:
         """The tokens the last step committed (accepted drafts + bonus)."""
@@ -102,13 +103,13 @@ class ContextLookupDrafter:
     def finish(self, generated: Sequence[int]) -> None:
         pass
 
-    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
+    def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
         known = self._index.tokens
         if len(context) < len(known) or context[: len(known)] != known:
             self.begin(context)  # not our request's context: start over rather than mis-draft
         else:
             self._index.extend(context[len(known) :])
-        return self._index.lookup(context, max(budget, 1), self.max_matches)
+        return self._index.lookup(context, depth, self.max_matches)
 
 
 class HistoryDrafter:
@@ -131,8 +132,8 @@ class HistoryDrafter:
         # a separator no tokenizer produces keeps two requests' outputs from gluing together
         self._index.extend([*tokens, -1])
 
-    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
-        found = self._index.lookup(context, max(budget, 1), self.max_matches)
+    def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
+        found = self._index.lookup(context, depth, self.max_matches)
         return [
             Candidate(c.tokens[: c.tokens.index(-1)] if -1 in c.tokens else c.tokens, c.weight)
             for c in found

@@ -1,11 +1,13 @@
 """The general datastore: common code (by default the running interpreter's standard library),
-tokenized once with the model's tokenizer and cached under (tokenizer, corpus, schema)."""
+tokenized once with the model's tokenizer and cached under (tokenizer, corpus, schema).
+
+Which files make the corpus, and how a file is read, is the caller's (daemon/assembly.py): the
+indexer's reader is the one that knows binary, huge and undecodable files."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sysconfig
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,18 +15,12 @@ from typing import Any
 from daemon.engine.datastore import SCHEMA, StoreCorrupt, SuffixIndex
 from daemon.engine.registry import cache_root
 
-__all__ = [
-    "corpus_sources",
-    "open_general_store",
-    "read_source",
-    "stdlib_sources",
-    "tokenizer_fingerprint",
-]
+__all__ = ["ReadSource", "build_store", "open_general_store", "tokenizer_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 1 << 20
-_SKIP_PARTS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "__pycache__"}
+# (text, None), or (None, why it was skipped)
+ReadSource = Callable[[Path], tuple[str | None, str | None]]
 _BATCH = 64
 
 
@@ -33,44 +29,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def stdlib_sources() -> list[Path]:
-    """The standard library's own .py files (its test suite and site-packages left out)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    return sorted(
-        path
-        for path in root.rglob("*.py")
-        if not _SKIP_PARTS.intersection(path.relative_to(root).parts)
-    )
-
-
-def corpus_sources(extra_folders: Sequence[Path] = ()) -> list[Path]:
-    """The default corpus (the standard library) plus the .py files of `extra_folders`."""
-    sources = stdlib_sources()
-    for folder in extra_folders:
-        sources += sorted(
-            path
-            for path in Path(folder).rglob("*.py")
-            if not _SKIP_PARTS.intersection(path.relative_to(folder).parts)
-        )
-    return sources
-
-
-def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str | None]:
-    """(text, None) or (None, reason to skip): huge, binary, undecodable or unreadable."""
-    try:
-        if path.stat().st_size > max_bytes:
-            return None, "too_large"
-        raw = path.read_bytes()
-    except OSError:
-        return None, "unreadable"
-    if b"\0" in raw:
-        return None, "binary"
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return None, "not_utf8"
 
 
 def _corpus_fingerprint(paths: Sequence[Path]) -> str:
@@ -86,11 +44,11 @@ def _corpus_fingerprint(paths: Sequence[Path]) -> str:
 
 def open_general_store(
     tokenizer: Any,
-    paths: Sequence[Path] | None = None,
+    sources: Sequence[Path],
+    read: ReadSource,
     progress: Callable[[int, int], None] | None = None,
 ) -> SuffixIndex:
     """The cached store for this tokenizer and corpus, built (or rebuilt) if needed."""
-    sources = list(paths) if paths is not None else stdlib_sources()
     expect = {"tokenizer": tokenizer_fingerprint(tokenizer), "corpus": _corpus_fingerprint(sources)}
     folder = cache_root() / "stores" / f"general-{expect['tokenizer']}-{expect['corpus']}-s{SCHEMA}"
     if folder.exists():
@@ -98,7 +56,7 @@ def open_general_store(
             return SuffixIndex.load(folder, expect)
         except StoreCorrupt as exc:
             logger.warning("general store damaged, rebuilding: %s", exc)
-    store = build_store(tokenizer, sources, expect, progress)
+    store = build_store(tokenizer, sources, read, expect, progress)
     store.save(folder)
     return SuffixIndex.load(folder, expect)
 
@@ -106,6 +64,7 @@ def open_general_store(
 def build_store(
     tokenizer: Any,
     sources: Sequence[Path],
+    read: ReadSource,
     meta: dict[str, Any],
     progress: Callable[[int, int], None] | None = None,
 ) -> SuffixIndex:
@@ -115,7 +74,7 @@ def build_store(
     for start in range(0, len(sources), _BATCH):
         texts = []
         for path in sources[start : start + _BATCH]:
-            text, reason = read_source(path)
+            text, reason = read(path)
             if text is None:
                 skipped[reason or "?"] = skipped.get(reason or "?", 0) + 1
             elif text.strip():

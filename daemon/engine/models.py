@@ -60,17 +60,6 @@ class LoadedModel:
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
-    def reset_device_peak(self) -> None:
-        """Start the accelerator's peak-memory count afresh (nothing to do on CPU)."""
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def device_peak_mb(self) -> float | None:
-        """Peak accelerator memory allocated since the last reset; None on CPU."""
-        if self.device.type != "cuda":
-            return None
-        return torch.cuda.max_memory_allocated(self.device) / 2**20
-
 
 def resolve_device(requested: str = "auto") -> torch.device:
     if requested == "auto":

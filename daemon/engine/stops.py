@@ -4,8 +4,24 @@ commits several tokens at once stops exactly where one-token decoding would have
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
-__all__ = ["StopRule"]
+__all__ = ["Stop", "StopRule"]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a request's generation ends, besides the model's own end tokens."""
+
+    max_new_tokens: int
+    strings: tuple[str, ...] = ()  # stop strings (the text is cut before the first)
+    end_ids: frozenset[int] = frozenset()  # more end tokens (fill-in-the-middle markers)
+    # says the completion's shape is decided from the text so far (an editor's shape rules)
+    shape_decided: Callable[[str], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
 
 
 class StopRule:

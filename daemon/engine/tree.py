@@ -11,9 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-__all__ = ["Candidate", "DraftTree", "build_tree", "tree_attention_mask"]
+__all__ = ["EMPTY_TREE", "Candidate", "DraftTree", "ancestor_matrix", "build_tree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +108,3 @@ def ancestor_matrix(tree: DraftTree) -> np.ndarray:
         visible[node + 1] = visible[parent + 1]
         visible[node + 1, node + 1] = True
     return visible
-
-
-def tree_attention_mask(
-    tree: DraftTree, past_len: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Additive 4-D mask (1, 1, N+1, past_len+N+1): 0 where visible, dtype-min elsewhere."""
-    visible = torch.from_numpy(ancestor_matrix(tree))
-    mask = torch.zeros((tree.size + 1, past_len + tree.size + 1), dtype=dtype)
-    mask[:, past_len:].masked_fill_(~visible, torch.finfo(dtype).min)
-    return mask.to(device)[None, None]

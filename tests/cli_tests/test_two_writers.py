@@ -33,14 +33,14 @@ def _edit(workspace: Path, rng: random.Random, round_: int) -> None:
 
 def _digest(workspace: Path, folder: Path | None = None) -> dict[str, Any]:
     """The workspace's store as loaded from disk, or (`folder`) a fresh index of its files."""
+    from daemon.assembly import open_project, scan_project
     from daemon.engine.models import load_tokenizer
-    from daemon.engine.project_store import ProjectStore
     from daemon.engine.registry import DEFAULT_MODEL
 
-    store = ProjectStore(workspace, load_tokenizer(DEFAULT_MODEL), folder=folder)
+    store = open_project(workspace, load_tokenizer(DEFAULT_MODEL), folder=folder)
     if folder is not None:
-        store.sync()
-    return store.digest()
+        scan_project(store)
+    return store.shards.digest()
 
 
 def test_two_index_runs_at_once_while_files_change(tmp_path: Path) -> None:

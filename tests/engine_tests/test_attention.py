@@ -8,7 +8,8 @@ from torch import nn
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from daemon.engine.attention import folded_sdpa_forward
-from daemon.engine.tree import Candidate, build_tree, tree_attention_mask
+from daemon.engine.torch_forward import tree_attention_mask
+from daemon.engine.tree import Candidate, ancestor_matrix, build_tree
 
 
 class Heads(nn.Module):
@@ -31,7 +32,7 @@ def _inputs(kv_heads: int, groups: int, past: int, nodes: int) -> tuple[torch.Te
     query = torch.randn(1, kv_heads * groups, q_len, 16, generator=generator)
     key = torch.randn(1, kv_heads, past + q_len, 16, generator=generator)
     value = torch.randn(1, kv_heads, past + q_len, 16, generator=generator)
-    mask = tree_attention_mask(tree, past, torch.float32, torch.device("cpu"))
+    mask = tree_attention_mask(ancestor_matrix(tree), past, torch.float32, torch.device("cpu"))
     return query, key, value, mask
 
 

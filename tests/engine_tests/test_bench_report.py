@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.bench_report import format_table, method_row, percentiles, write_plot
-from daemon.engine.methods import Completion
+from daemon.bench.report import format_table, method_row, percentiles, write_plot
+from daemon.engine.decode import DecodeResult
+from daemon.engine.engine import Completion
+from daemon.engine.retrieval import DraftStats
 
 
 def _done(
-    method: str, tokens: list[int], seconds: float, steps: int, **extra: object
+    method: str,
+    tokens: list[int],
+    seconds: float,
+    steps: int,
+    accepted: list[int] | None = None,
+    retrieval_ms: list[float] | None = None,
 ) -> Completion:
-    return Completion(
-        method=method,
+    decoded = DecodeResult(
         tokens=tokens,
-        text="",
         stop_reason="max_new_tokens",
-        steps=steps,
-        seconds=seconds,
         prefill_s=1.0,
-        accepted_per_step=extra.pop("accepted", [0] * steps),  # type: ignore[arg-type]
-        **extra,  # type: ignore[arg-type]
+        seconds=seconds,
+        forwards=steps + 1,
+        accepted=[0] * steps if accepted is None else accepted,
     )
+    return Completion(method, "", decoded, DraftStats(search_ms=retrieval_ms or []))
 
 
 def test_row_speedup_identity_and_decode_rate() -> None:

@@ -102,7 +102,7 @@ def test_damage_is_detected(tmp_path: Path, damage: str) -> None:
 
 
 def test_project_store_follows_the_folder(tmp_path: Path) -> None:
-    from daemon.engine.project_store import ProjectStore
+    from daemon.assembly import open_project, scan_project
 
     root = tmp_path / "ws"
     (root / "pkg").mkdir(parents=True)
@@ -112,8 +112,8 @@ def test_project_store_follows_the_folder(tmp_path: Path) -> None:
     (root / "latin.py").write_bytes(b"s = '\xe9'\n")
     (root / "node_modules").mkdir()
     (root / "node_modules" / "dep.js").write_text("ignored()")
-    store = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")
-    report = store.sync()
+    store = open_project(root, CharTokenizer(), folder=tmp_path / "shards")
+    report = scan_project(store)
     assert report["files"] == 2
     assert report["skipped"] == {"binary": 1, "not_utf8": 1, "ignored_dir": 1}
     context = [ord(c) for c in "def alpha_beta"]
@@ -121,14 +121,14 @@ def test_project_store_follows_the_folder(tmp_path: Path) -> None:
     match = layer.longest_match(context)
     assert match is not None and match.length == 14
 
-    again = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")  # persisted
-    assert again.files == ["b.py", "pkg/a.py"]
-    assert again.sync()["indexed"] == 0  # nothing changed: nothing re-read
+    again = open_project(root, CharTokenizer(), folder=tmp_path / "shards")  # persisted
+    assert again.shards.files == ["b.py", "pkg/a.py"]
+    assert scan_project(again)["indexed"] == 0  # nothing changed: nothing re-read
 
     (root / "pkg" / "a.py").unlink()
     time.sleep(0.01)
     (root / "b.py").write_text("def alpha_beta_delta():\n    pass\n")
-    report = again.sync()
+    report = scan_project(again)
     assert report["files"] == 1 and report["indexed"] == 1
     (layer,) = again.layers()
     found = layer.continuations(layer.longest_match(context), 6, 10)  # type: ignore[arg-type]
@@ -136,24 +136,25 @@ def test_project_store_follows_the_folder(tmp_path: Path) -> None:
 
 
 def test_damaged_shard_is_dropped_and_reindexed(tmp_path: Path) -> None:
-    from daemon.engine.project_store import ProjectStore
+    from daemon.assembly import open_project, scan_project
 
     root = tmp_path / "ws"
     root.mkdir()
     (root / "a.py").write_text("print('hello')\n")
     shards = tmp_path / "shards"
-    ProjectStore(root, CharTokenizer(), folder=shards).sync()
+    scan_project(open_project(root, CharTokenizer(), folder=shards))
     manifest = json.loads((shards / "manifest.json").read_text())
     manifest["files"]["a.py"]["crc32"] += 1
     (shards / "manifest.json").write_text(json.dumps(manifest))
-    store = ProjectStore(root, CharTokenizer(), folder=shards)
-    assert store.files == []
-    assert store.sync()["indexed"] == 1
+    store = open_project(root, CharTokenizer(), folder=shards)
+    assert store.shards.files == []
+    assert scan_project(store)["indexed"] == 1
 
 
 def test_general_store_is_cached_and_rebuilt_when_damaged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from daemon.assembly import read_corpus_file
     from daemon.engine.general_store import open_general_store
 
     monkeypatch.setenv("CODESWIFT_CACHE_DIR", str(tmp_path / "cache"))
@@ -162,14 +163,16 @@ def test_general_store_is_cached_and_rebuilt_when_damaged(
     (corpus / "a.py").write_text("import os\nprint(os.getcwd())\n")
     (corpus / "b.py").write_bytes(b"\xff\xfe not utf-8")
     sources = sorted(corpus.glob("*.py"))
-    first = open_general_store(CharTokenizer(), sources)
+    first = open_general_store(CharTokenizer(), sources, read_corpus_file)
     assert first.meta["files"] == 1 and first.meta["skipped"] == {"not_utf8": 1}
     original = first.tokens.tolist()  # copy: the damage below rewrites the mapped file in place
     (folder,) = (tmp_path / "cache" / "stores").iterdir()
     tokens = folder / "tokens.npy"
     tokens.write_bytes(tokens.read_bytes()[:-8])  # a torn write
-    rebuilt = open_general_store(CharTokenizer(), sources)
+    rebuilt = open_general_store(CharTokenizer(), sources, read_corpus_file)
     assert rebuilt.tokens.tolist() == original
     assert SuffixIndex.load(folder, {}).tokens.tolist() == original
     (corpus / "a.py").write_text("import sys\n")  # the corpus changed: a new store, new key
-    assert open_general_store(CharTokenizer(), sources).tokens.tolist() != original
+    assert (
+        open_general_store(CharTokenizer(), sources, read_corpus_file).tokens.tolist() != original
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.edit_bench import (
+from daemon.bench.edit import (
     _report,
     _Sample,
     body_line_starts,

@@ -20,13 +20,14 @@ from daemon.engine.decode import generate
 from daemon.engine.drafters import ContextLookupDrafter
 from daemon.engine.models import LoadedModel
 from daemon.engine.stops import StopRule
+from daemon.engine.torch_forward import TorchForward
 from daemon.engine.tree import Candidate
 
 VOCAB = 97
 
 
 @pytest.fixture(scope="module", params=["sdpa", "folded"])
-def tiny(request: pytest.FixtureRequest) -> LoadedModel:
+def tiny(request: pytest.FixtureRequest) -> TorchForward:
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=VOCAB,
@@ -42,7 +43,7 @@ def tiny(request: pytest.FixtureRequest) -> LoadedModel:
     model = Qwen2ForCausalLM(config).eval()
     if request.param == "folded":
         assert use_folded_attention(model)  # what load_model does: trees attend per KV head
-    return LoadedModel(
+    lm = LoadedModel(
         model=model,
         tokenizer=None,
         name="tiny-qwen2",  # type: ignore[arg-type]
@@ -51,12 +52,13 @@ def tiny(request: pytest.FixtureRequest) -> LoadedModel:
         eos_ids=frozenset(),
         load_seconds=0.0,
     )
+    return TorchForward(lm)
 
 
 PROMPTS = [[3, 14, 15, 92, 65, 35, 89, 79], [1], [5, 5, 5, 5, 5, 5], list(range(40))]
 
 
-def greedy(lm: LoadedModel, prompt: list[int], n: int, eos: Sequence[int] = ()) -> list[int]:
+def greedy(lm: TorchForward, prompt: list[int], n: int, eos: Sequence[int] = ()) -> list[int]:
     return generate(lm, prompt, StopRule(n, eos)).tokens
 
 
@@ -76,7 +78,7 @@ class Oracle:
     def finish(self, generated: Sequence[int]) -> None:
         pass
 
-    def propose(self, context: Sequence[int], budget: int) -> list[Candidate]:
+    def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
         done = len(context) - self.prompt_len
         truth = tuple(self.answer[done : done + 12])
         wrong = tuple((t + 1) % VOCAB for t in truth)
@@ -104,7 +106,7 @@ class Oracle:
 )
 @pytest.mark.parametrize("budget", [1, 8, 64])
 def test_adversarial_drafts_never_change_the_output(
-    tiny: LoadedModel, mode: str, budget: int
+    tiny: TorchForward, mode: str, budget: int
 ) -> None:
     for prompt in PROMPTS:
         answer = greedy(tiny, prompt, 48)
@@ -115,7 +117,7 @@ def test_adversarial_drafts_never_change_the_output(
             assert result.mean_accepted > 2.0  # the right drafts were really accepted
 
 
-def test_drafts_that_run_past_eos_stop_where_greedy_stops(tiny: LoadedModel) -> None:
+def test_drafts_that_run_past_eos_stop_where_greedy_stops(tiny: TorchForward) -> None:
     prompt = PROMPTS[0]
     answer = greedy(tiny, prompt, 60)
     eos = answer[20]  # a token greedy emits mid-way acts as EOS
@@ -127,18 +129,18 @@ def test_drafts_that_run_past_eos_stop_where_greedy_stops(tiny: LoadedModel) -> 
     assert result.stop_reason == "eos"
 
 
-def test_context_lookup_drafter_is_exact(tiny: LoadedModel) -> None:
+def test_context_lookup_drafter_is_exact(tiny: TorchForward) -> None:
     for prompt in PROMPTS:
         answer = greedy(tiny, prompt, 64)
-        result = generate(tiny, prompt, StopRule(64, ()), ContextLookupDrafter())
+        result = generate(tiny, prompt, StopRule(64, ()), ContextLookupDrafter(), FixedBudget(16))
         assert result.tokens == answer
 
 
-def test_greedy_loop_matches_hugging_face_generate(tiny: LoadedModel) -> None:
+def test_greedy_loop_matches_hugging_face_generate(tiny: TorchForward) -> None:
     for prompt in PROMPTS:
         ids = torch.tensor([prompt])
         with torch.inference_mode():
-            out = tiny.model.generate(
+            out = tiny.lm.model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=32,
@@ -149,19 +151,25 @@ def test_greedy_loop_matches_hugging_face_generate(tiny: LoadedModel) -> None:
         assert greedy(tiny, prompt, 32) == out[0, len(prompt) :].tolist()
 
 
-def test_tree_logits_equal_one_by_one_logits(tiny: LoadedModel) -> None:
+def test_tree_logits_equal_one_by_one_logits(tiny: TorchForward) -> None:
     from transformers import DynamicCache
 
-    from daemon.engine.decode import _forward
-    from daemon.engine.tree import build_tree, tree_attention_mask
+    from daemon.engine.torch_forward import tree_attention_mask
+    from daemon.engine.tree import ancestor_matrix, build_tree
 
     prompt = PROMPTS[3]
     tree = build_tree([Candidate((1, 2, 3)), Candidate((1, 4)), Candidate((5, 6))], 16, 8)
+
+    def positions(start: int, depths: Sequence[int]) -> torch.Tensor:
+        return torch.tensor(depths) + start
+
     with torch.inference_mode():
         cache = DynamicCache()
-        _forward(tiny, prompt, 0, None, cache, None)
-        mask = tree_attention_mask(tree, len(prompt), torch.float32, torch.device("cpu"))
-        tree_logits = _forward(tiny, [7, *tree.tokens], len(prompt), (0, *tree.depths), cache, mask)
+        tiny._forward(prompt, positions(0, range(len(prompt))), cache, None)
+        visible = ancestor_matrix(tree)
+        mask = tree_attention_mask(visible, len(prompt), torch.float32, torch.device("cpu"))
+        depths = (0, *tree.depths)
+        tree_logits = tiny._forward([7, *tree.tokens], positions(len(prompt), depths), cache, mask)
         for node in range(tree.size):
             path = []
             walk = node
@@ -169,11 +177,12 @@ def test_tree_logits_equal_one_by_one_logits(tiny: LoadedModel) -> None:
                 path.append(tree.tokens[walk])
                 walk = tree.parents[walk]
             sequence = [*prompt, 7, *reversed(path)]
-            alone = _forward(tiny, sequence, 0, None, DynamicCache(), None)[-1]
+            steps = range(len(sequence))
+            alone = tiny._forward(sequence, positions(0, steps), DynamicCache(), None)[-1]
             assert torch.allclose(tree_logits[node + 1], alone, atol=1e-4)
 
 
-def test_cancellation_stops_within_a_step(tiny: LoadedModel) -> None:
+def test_cancellation_stops_within_a_step(tiny: TorchForward) -> None:
     calls = 0
 
     def cancel_after_three() -> bool:
@@ -183,18 +192,25 @@ def test_cancellation_stops_within_a_step(tiny: LoadedModel) -> None:
 
     answer = greedy(tiny, PROMPTS[0], 40)
     result = generate(
-        tiny, PROMPTS[0], StopRule(40, ()), ContextLookupDrafter(), should_cancel=cancel_after_three
+        tiny,
+        PROMPTS[0],
+        StopRule(40, ()),
+        ContextLookupDrafter(),
+        FixedBudget(16),
+        should_cancel=cancel_after_three,
     )
     assert result.stop_reason == "cancelled"
-    assert len(result.steps) == 3
+    assert result.forwards == 1 + 3  # the prefill, then three steps
     assert result.tokens == answer[: len(result.tokens)]
 
 
-def test_retrieval_drafter_with_every_switch_is_exact(tiny: LoadedModel) -> None:
+def test_retrieval_drafter_with_every_switch_is_exact(tiny: TorchForward) -> None:
+    import dataclasses
+
     from daemon.engine.budget import AdaptiveBudget, CostCurve
     from daemon.engine.datastore import SuffixIndex
-    from daemon.engine.drafters import HistoryDrafter
-    from daemon.engine.retrieval import RetrievalConfig, RetrievalDrafter
+    from daemon.engine.plan import CODESWIFT
+    from daemon.engine.retrieval import DraftSources, PlanMemory, RetrievalDrafter
 
     answers = {tuple(p): greedy(tiny, p, 48) for p in PROMPTS}
     # stores that hold the true continuations (so drafts get accepted) plus noise
@@ -203,19 +219,26 @@ def test_retrieval_drafter_with_every_switch_is_exact(tiny: LoadedModel) -> None
     docs += [[rng.randrange(VOCAB) for _ in range(200)] for _ in range(5)]
     general = SuffixIndex.build(docs, {})
     project = SuffixIndex.build(docs[: len(answers)], {})
+    sources = DraftSources(general, (project,), whitespace_ids=frozenset({0, 1}))
     curve = CostCurve((1, 16, 64), (10.0, 12.0, 30.0))
-    switches = ["context", "general", "project", "cache", "timing"]
+    switches = {
+        "context": {"context": False},
+        "general": {"general": False},
+        "project": {"project": False},
+        "cache": {"cache": False, "history": False},
+        "timing": {"timing": False},
+    }
     for off in [None, *switches]:
-        config = RetrievalConfig(**({f"use_{off}": False} if off else {}))
-        history = HistoryDrafter()
+        plan = dataclasses.replace(CODESWIFT, **switches[off]) if off else CODESWIFT
+        memory = PlanMemory()  # shared by the prompts, as the engine keeps it per plan
         for prompt, answer in answers.items():
-            drafter = RetrievalDrafter(general, [project], config, history, frozenset({0, 1}))
+            drafter = RetrievalDrafter(plan, sources, memory)
             result = generate(tiny, list(prompt), StopRule(48, ()), drafter, AdaptiveBudget(curve))
             assert result.tokens == answer, off
             assert result.mean_accepted > 1.5, off  # the stores' true continuations were used
 
 
-def test_prefix_cache_reuse_gives_the_greedy_output(tiny: LoadedModel) -> None:
+def test_prefix_cache_reuse_gives_the_greedy_output(tiny: TorchForward) -> None:
     """An editor's request sequence: the same text, a few more tokens typed, an edit further
     back, a cancelled request in between. Reused KV rows never change any answer."""
     from daemon.engine.decode import PrefixCache
@@ -225,7 +248,8 @@ def test_prefix_cache_reuse_gives_the_greedy_output(tiny: LoadedModel) -> None:
     sequence = [base, [*base, 7, 8], [*base, 7, 8, 9], [*base[:5], 3, *base[6:]], base, base]
     for prompt in sequence:
         fresh = greedy(tiny, prompt, 24)
-        result = generate(tiny, prompt, StopRule(24, ()), ContextLookupDrafter(), reuse=reuse)
+        drafter = ContextLookupDrafter()
+        result = generate(tiny, prompt, StopRule(24, ()), drafter, FixedBudget(16), reuse=reuse)
         assert result.tokens == fresh
     assert reuse.reused == len(base) - 1  # asked twice: all cached but the last prompt token
 

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from daemon.assembly import ShardSink, open_project, scan_project
 from daemon.engine.datastore import SuffixIndex
-from daemon.engine.project_store import ProjectStore
+from daemon.engine.project_index import ProjectIndex
 from indexer.workspace import WorkspaceIndexer
 from tests.engine_tests.fakes import CharTokenizer
 
@@ -20,7 +21,7 @@ def chars(text: str) -> list[int]:
     return [ord(c) for c in text]
 
 
-def drafts(store: ProjectStore, context: str, depth: int = 24) -> set[str]:
+def drafts(store: ProjectIndex, context: str, depth: int = 24) -> set[str]:
     """Every continuation the store's layers offer after `context`."""
     found = set()
     for layer in store.layers():
@@ -43,8 +44,8 @@ def test_saved_code_is_drafted_and_replaced_code_is_not(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     (root / "util.py").write_text("def scale_vector(v):\n    return v * 2\n")
-    store = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")
-    with WorkspaceIndexer(lambda folder: store, debounce_s=0.05) as indexer:
+    store = open_project(root, CharTokenizer(), folder=tmp_path / "shards")
+    with WorkspaceIndexer(lambda folder: ShardSink(store.shards), debounce_s=0.05) as indexer:
         indexer.add_folder(root)
         assert indexer.wait_idle(10)
         assert "v * 2\n" in "".join(drafts(store, "    return "))
@@ -60,7 +61,7 @@ def test_saved_code_is_drafted_and_replaced_code_is_not(tmp_path: Path) -> None:
 
         (root / "new_module.py").unlink()
         assert eventually(lambda: not drafts(store, "fresh_helper_zz(x):\n"))
-    assert store.files == ["util.py"]
+    assert store.shards.files == ["util.py"]
 
 
 def test_layers_hide_stale_copies_until_the_base_is_rebuilt(tmp_path: Path) -> None:
@@ -68,19 +69,19 @@ def test_layers_hide_stale_copies_until_the_base_is_rebuilt(tmp_path: Path) -> N
     root.mkdir()
     for n in range(20):
         (root / f"m{n}.py").write_text(f"def f{n}():\n    return {n}\n" * 40)
-    store = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")
-    store.sync()
+    store = open_project(root, CharTokenizer(), folder=tmp_path / "shards")
+    scan_project(store)
     assert len(store.layers()) == 1
     rebuilds = store.rebuilds
 
     (root / "m3.py").write_text("def f3():\n    return 'changed'\n")
-    store.sync()  # sync compacts: one base again
+    scan_project(store)  # sync compacts: one base again
     assert store.rebuilds == rebuilds + 1
 
     from indexer.scan import FolderIndexer
 
     (root / "m4.py").write_text("def f4():\n    return 'edited'\n")
-    FolderIndexer(root, store).refresh([root / "m4.py"])
+    FolderIndexer(root, ShardSink(store.shards)).refresh([root / "m4.py"])
     layers = store.layers()
     assert len(layers) == 2 and store.rebuilds == rebuilds + 1  # a small change: no rebuild
     assert isinstance(layers[0], SuffixIndex) and layers[0].hidden is not None
@@ -91,10 +92,10 @@ def test_a_restart_reads_nothing_and_a_touch_reparses_nothing(tmp_path: Path) ->
     root = tmp_path / "ws"
     root.mkdir()
     (root / "a.py").write_text("x = 1\n")
-    ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards").sync()
-    store = ProjectStore(root, CharTokenizer(), folder=tmp_path / "shards")
-    assert store.sync()["indexed"] == 0
+    scan_project(open_project(root, CharTokenizer(), folder=tmp_path / "shards"))
+    store = open_project(root, CharTokenizer(), folder=tmp_path / "shards")
+    assert scan_project(store)["indexed"] == 0
     (root / "a.py").touch()
     time.sleep(0.01)
-    report = store.sync()
+    report = scan_project(store)
     assert report["indexed"] == 0 and report["unchanged"] == 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from daemon.engine.retrieval import RetrievalConfig, TimingStats
+from daemon.engine.retrieval import RetrievalTuning, TimingStats
 
-CONFIG = RetrievalConfig(min_hit_rate=0.1, min_evidence=50, explore_every=10)
+CONFIG = RetrievalTuning(min_hit_rate=0.1, min_evidence=50, explore_every=10)
 
 
 def test_retrieves_until_there_is_evidence() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from daemon.engine.tree import Candidate, ancestor_matrix, build_tree, tree_attention_mask
+from daemon.engine.torch_forward import tree_attention_mask
+from daemon.engine.tree import Candidate, ancestor_matrix, build_tree
 
 
 def test_shared_prefixes_merge_and_weights_add() -> None:
@@ -51,7 +52,9 @@ def test_mask_shows_ancestors_only() -> None:
     for node in range(tree.size):
         seen = {j - 1 for j in np.flatnonzero(visible[node + 1]) if j > 0}
         assert seen == set(_path_to(tree, node))
-    mask = tree_attention_mask(tree, past_len=5, dtype=torch.float32, device=torch.device("cpu"))
+    mask = tree_attention_mask(
+        ancestor_matrix(tree), past_len=5, dtype=torch.float32, device=torch.device("cpu")
+    )
     assert mask.shape == (1, 1, tree.size + 1, 5 + tree.size + 1)
     assert (mask[0, 0, :, :5] == 0).all()  # the past is fully visible
     assert ((mask[0, 0, :, 5:] == 0).numpy() == visible).all()

@@ -1,4 +1,4 @@
-"""expressions_of and frequent: recurring one-line calls, decorators and imports."""
+"""expressions_of: one-line calls, decorators and imports counted per file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from indexer.chunks import parse_source
-from indexer.expressions import MAX_BYTES, MIN_BYTES, expressions_of, frequent
+from indexer.expressions import MAX_BYTES, MIN_BYTES, expressions_of
 
 
 def exprs(source: bytes, language: str | None) -> Counter[str]:
@@ -99,20 +99,3 @@ def test_per_thread_queries() -> None:
     for thread in threads:
         thread.join(10)
     assert results == [Counter({"print('hello world')": 1})] * 4
-
-
-def test_frequent_orders_by_count_then_text() -> None:
-    counts = Counter({"b()": 5, "a()": 5, "c()": 3, "d()": 2, "e()": 9})
-    assert frequent(counts) == ["e()", "a()", "b()", "c()"]
-    assert frequent(counts, min_count=5) == ["e()", "a()", "b()"]
-    assert frequent(counts, min_count=1, limit=2) == ["e()", "a()"]
-    assert frequent(Counter()) == []
-    assert frequent(counts, min_count=10) == []
-
-
-def test_frequent_over_summed_files() -> None:
-    total: Counter[str] = Counter()
-    for _ in range(3):
-        total.update(exprs(b"import numpy as np\nlogger.info('x')\n", "python"))
-    total.update(exprs(b"import pandas as pd\n", "python"))
-    assert frequent(total, min_count=3) == ["import numpy as np", "logger.info('x')"]

@@ -87,3 +87,31 @@ def test_indentation_style_comes_from_the_client_or_the_document() -> None:
     assert indent_style({"tabSize": 2, "insertSpaces": False}, "") == (2, False)
     assert indent_style(None, "def f():\n\treturn 1\n") == (4, False)
     assert indent_style(None, "def f():\n    return 1\n") == (4, True)
+
+
+def test_log_level_setting_sets_the_servers_log_level_only_when_sent() -> None:
+    import logging
+    from typing import Any
+
+    from lsp.server import build_server
+
+    class Configured:
+        def __init__(self) -> None:
+            self.settings: list[Settings] = []
+
+        def configure(self, settings: Settings) -> None:
+            self.settings.append(settings)
+
+    backend: Any = Configured()
+    server = build_server(backend, "test")
+    root = logging.getLogger()
+    before = root.level
+    try:
+        root.setLevel(logging.WARNING)
+        server.apply_settings({"maxNewTokens": 8})  # no logLevel: the command line's stands
+        assert root.level == logging.WARNING
+        server.apply_settings({"logLevel": "debug"})
+        assert root.level == logging.DEBUG and backend.settings[-1].log_level == "debug"
+        assert parse_settings({"logLevel": "loud"})[0].log_level == ""  # reported, then unset
+    finally:
+        root.setLevel(before)

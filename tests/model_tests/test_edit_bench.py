@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
 def test_short_replay_of_click_reports_sane_numbers() -> None:
     require_real_model()
-    from daemon.edit_bench import format_edit_table, run_edit_bench
+    from daemon.bench.edit import format_edit_table, run_edit_bench
 
     # float32: the service's answers must equal cold greedy's exactly (bf16 may round apart)
     report = run_edit_bench(

@@ -14,15 +14,15 @@ pytestmark = pytest.mark.real_model
 
 def test_just_saved_function_is_retrieved_with_real_tokens(tmp_path: Path) -> None:
     require_real_model()
+    from daemon.assembly import ShardSink, open_project
     from daemon.engine.models import load_tokenizer
-    from daemon.engine.project_store import ProjectStore
     from indexer.workspace import WorkspaceIndexer
 
     tokenizer = load_tokenizer("qwen2.5-coder-0.5b")
     root = tmp_path / "ws"
     root.mkdir()
     (root / "geometry.py").write_text("import math\n\n\ndef norm(v):\n    return math.hypot(*v)\n")
-    store = ProjectStore(root, tokenizer, folder=tmp_path / "shards")
+    store = open_project(root, tokenizer, folder=tmp_path / "shards")
     saved = (
         "def rotate_point_quarter_turn(point, origin):\n"
         "    dx, dy = point[0] - origin[0], point[1] - origin[1]\n"
@@ -40,7 +40,7 @@ def test_just_saved_function_is_retrieved_with_real_tokens(tmp_path: Path) -> No
                 return True
         return False
 
-    with WorkspaceIndexer(lambda folder: store, debounce_s=0.05) as indexer:
+    with WorkspaceIndexer(lambda folder: ShardSink(store.shards), debounce_s=0.05) as indexer:
         indexer.add_folder(root)
         assert indexer.wait_idle(30)
         assert not retrieved()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.bench import humaneval_prompts
-from daemon.engine.methods import Completion, Engine, fit_prompt, run_method
+from daemon.bench.methods import METHODS, Lab
+from daemon.bench.speed import humaneval_prompts
+from daemon.engine.engine import Completion, Engine, fit_prompt
 from daemon.engine.models import LoadedModel, load_model
+from daemon.engine.plan import AR, CODESWIFT
+from daemon.engine.stops import Stop
 from tests.conftest import REPO, require_real_model
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
@@ -19,71 +22,80 @@ def qwen_fp32() -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def engine(qwen_fp32: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+def lab(qwen_fp32: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Lab:
     """The real engine: stdlib general store, and this repository's code as the project."""
-    from daemon.engine.general_store import open_general_store
-    from daemon.engine.project_store import ProjectStore
+    from daemon.assembly import open_general, open_project, scan_project
+    from daemon.engine.project_index import WorkspaceIndex
+    from daemon.engine.torch_forward import TorchForward
 
     shards = tmp_path_factory.mktemp("project-shards")
-    project = ProjectStore(REPO / "daemon", qwen_fp32.tokenizer, folder=shards)
-    project.sync()
-    return Engine(qwen_fp32, open_general_store(qwen_fp32.tokenizer), project)
+    index = open_project(REPO / "daemon", qwen_fp32.tokenizer, folder=shards)
+    scan_project(index)
+    project = WorkspaceIndex()
+    project.add(REPO / "daemon", index)
+    general = open_general(qwen_fp32.tokenizer)
+    return Lab(Engine(qwen_fp32, TorchForward(qwen_fp32), general, project), index)
 
 
-def _run(engine: Engine, method: str, prompt: str, n: int) -> Completion:
-    ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], n)
-    return run_method(engine, method, ids, n)
+@pytest.fixture(scope="module")
+def engine(lab: Lab) -> Engine:
+    return lab.engine
 
 
-def test_codeswift_equals_greedy_on_ten_humaneval_prompts(engine: Engine) -> None:
+def _run(lab: Lab, method: str, prompt: str, n: int) -> Completion:
+    ids, _ = fit_prompt(lab.engine.lm, lab.engine.lm.tokenizer(prompt)["input_ids"], n)
+    return lab.run(method, ids, n)
+
+
+def test_codeswift_equals_greedy_on_ten_humaneval_prompts(lab: Lab) -> None:
     accepted = []
     for task_id, prompt in humaneval_prompts(10):
-        reference = _run(engine, "ar", prompt, 128)
-        fast = _run(engine, "codeswift", prompt, 128)
-        assert fast.tokens == reference.tokens, task_id
+        reference = _run(lab, "ar", prompt, 128)
+        fast = _run(lab, "codeswift", prompt, 128)
+        assert fast.decoded.tokens == reference.decoded.tokens, task_id
         assert fast.text == reference.text
-        accepted.append(fast.mean_accepted)
+        accepted.append(fast.decoded.mean_accepted)
     assert sum(accepted) / len(accepted) > 1.1  # drafts were really accepted, not just skipped
 
 
-def test_our_greedy_equals_hugging_face_greedy(engine: Engine) -> None:
+def test_our_greedy_equals_hugging_face_greedy(lab: Lab) -> None:
     for _, prompt in humaneval_prompts(2):
-        assert _run(engine, "ar", prompt, 48).tokens == _run(engine, "hf", prompt, 48).tokens
+        ours, theirs = _run(lab, "ar", prompt, 48), _run(lab, "hf", prompt, 48)
+        assert ours.decoded.tokens == theirs.decoded.tokens
 
 
 def test_stop_strings_cut_both_methods_at_the_same_token(engine: Engine) -> None:
     _, prompt = humaneval_prompts(1)[0]
     ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 128)
-    plain = run_method(engine, "ar", ids, 128, stop_strings=("\n\n",))
-    fast = run_method(engine, "codeswift", ids, 128, stop_strings=("\n\n",))
-    assert plain.stop_reason == "stop_string"
-    assert fast.tokens == plain.tokens
+    stop = Stop(128, ("\n\n",))
+    plain = engine.complete(ids, AR, stop)
+    fast = engine.complete(ids, CODESWIFT, stop)
+    assert plain.decoded.stop_reason == "stop_string"
+    assert fast.decoded.tokens == plain.decoded.tokens
     assert "\n\n" not in fast.text and fast.text.strip()
 
 
-def test_every_method_and_ablation_equals_greedy(engine: Engine) -> None:
-    from daemon.engine.methods import METHODS
-
+def test_every_method_and_ablation_equals_greedy(lab: Lab) -> None:
     ours = [m for m in METHODS if m not in ("ar", "hf", "assisted")]  # assisted: below
+    engine = lab.engine
     for _, prompt in humaneval_prompts(12)[10:]:
         ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 64)
-        reference = run_method(engine, "ar", ids, 64).tokens
+        reference = lab.run("ar", ids, 64).decoded.tokens
         for method in ours:
-            assert run_method(engine, method, ids, 64).tokens == reference, method
+            assert lab.run(method, ids, 64).decoded.tokens == reference, method
 
 
-def test_assisted_generation_equals_greedy(engine: Engine) -> None:
+def test_assisted_generation_equals_greedy(lab: Lab) -> None:
     """The `assisted` peer end to end (the packaged model drafting for itself: the plumbing,
     not the speed, is what is checked here; the 1.5B pair is in README's performance)."""
-    from daemon.engine.methods import attach_assistant
-
-    assisted = Engine(engine.lm)
-    attach_assistant(assisted, "qwen2.5-coder-0.5b")
+    assisted = Lab(lab.engine)
+    assisted.attach_assistant("qwen2.5-coder-0.5b")
+    engine = lab.engine
     _, prompt = humaneval_prompts(1)[0]
     ids, _ = fit_prompt(engine.lm, engine.lm.tokenizer(prompt)["input_ids"], 48)
-    done = run_method(assisted, "assisted", ids, 48)
-    assert done.tokens == run_method(engine, "ar", ids, 48).tokens
-    assert done.mean_accepted > 1.0  # the draft model's tokens were really accepted
+    done = assisted.run("assisted", ids, 48)
+    assert done.decoded.tokens == lab.run("ar", ids, 48).decoded.tokens
+    assert done.decoded.mean_accepted > 1.0  # the draft model's tokens were really accepted
 
 
 def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) -> None:
@@ -99,8 +111,9 @@ def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) ->
     for typed in ("", "    ", "    r", "    re"):
         prefix, suffix = source[:cursor] + typed, source[cursor:]
         prompt, ends = fim_prompt(engine, prefix, suffix, Settings(prefix_tokens=512))
-        reused = run_method(engine, "codeswift", prompt, 24, extra_eos=ends, reuse=reuse)
-        fresh = run_method(engine, "ar", prompt, 24, extra_eos=ends)
-        assert reused.tokens == fresh.tokens, typed
+        stop = Stop(24, end_ids=frozenset(ends))
+        reused = engine.complete(prompt, CODESWIFT, stop, reuse=reuse)
+        fresh = engine.complete(prompt, AR, stop)
+        assert reused.decoded.tokens == fresh.decoded.tokens, typed
     # typing kept the prompt's start: only the changed tail and the suffix were prefilled
     assert reuse.reused > len(prompt) // 2

@@ -40,8 +40,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from daemon.bench.repo_suite import package_root
 from daemon.errors import UsageError
-from daemon.repo_suite import package_root
 from lsp.backend import CompletionRequest, Generated
 from lsp.completions import Completer, Cursor
 from lsp.server import indent_style
@@ -203,7 +203,9 @@ def _service() -> Any:
 
 
 def _run(settings: Settings, dist: str, workspace: Path, plans: list[FileReplay]) -> dict[str, Any]:
-    from daemon.engine.methods import run_method, runtime_environment
+    from daemon.bench.methods import runtime_environment
+    from daemon.engine.plan import AR
+    from daemon.engine.stops import Stop
 
     service = _service()
     ready = threading.Event()
@@ -219,7 +221,7 @@ def _run(settings: Settings, dist: str, workspace: Path, plans: list[FileReplay]
             raise UsageError(service.error or f"model {settings.model} did not load")
         engine = service.engine
         warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
-        run_method(engine, "ar", warm, 4)  # the baseline's one-off costs, outside timing
+        engine.complete(warm, AR, Stop(4))  # the baseline's one-off costs, outside timing
         if service.indexer is not None and not service.indexer.wait_idle(600):
             raise UsageError(f"indexing {workspace.name} did not finish")
         samples = asyncio.run(_replay(service, settings, workspace, plans, dist))
@@ -227,9 +229,9 @@ def _run(settings: Settings, dist: str, workspace: Path, plans: list[FileReplay]
         run |= {"prompt_tokens": service.prompt_tokens, "reused": service.reused_tokens}
     finally:
         service.shutdown()
-        for store in list(service.projects.stores.values()):  # the scratch copy's shards
-            if store.root.is_relative_to(workspace.resolve()):
-                shutil.rmtree(store.folder, ignore_errors=True)
+        for index in service.projects.folders().values():  # the scratch copy's shards
+            if index.shards.root.is_relative_to(workspace.resolve()):
+                shutil.rmtree(index.shards.folder, ignore_errors=True)
     return _report(settings, plans, samples, **run)
 
 
@@ -300,19 +302,18 @@ def _server_request(cursor: Cursor, completer: Completer) -> CompletionRequest:
 
 def _cold(engine: Any, request: CompletionRequest) -> tuple[float, str]:
     """Plain greedy with a fresh KV cache on the service's prompt: (ms, completion text)."""
-    from daemon.engine.methods import run_method
+    from daemon.engine.plan import AR
+    from daemon.engine.stops import Stop
     from daemon.service import request_prompt
 
     started = time.perf_counter()
     prompt, end_ids, typed = request_prompt(engine, request)
-    done = run_method(
-        engine,
-        "ar",
-        prompt,
+    stop = Stop(
         request.settings.max_new_tokens,
-        extra_eos=end_ids,
-        text_stop=lambda raw: request.stop(typed(raw)),
+        end_ids=frozenset(end_ids),
+        shape_decided=lambda raw: request.stop(typed(raw)),
     )
+    done = engine.complete(prompt, AR, stop)
     return (time.perf_counter() - started) * 1000, typed(done.text)
 
 

@@ -18,9 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from daemon.bench_report import format_table, method_row, write_plot
+from daemon.bench.repo_suite import RepoTask, repo_tasks
+from daemon.bench.report import format_table, method_row, write_plot
+from daemon.engine.registry import DEFAULT_MODEL
 from daemon.errors import UsageError
-from daemon.repo_suite import RepoTask, repo_tasks
 
 __all__ = ["BenchOptions", "format_table", "humaneval_prompts", "run_bench", "write_plot"]
 
@@ -41,7 +42,7 @@ class BenchOptions:
     seed: int = 0
     context_tokens: int = 1536  # prompts are left-truncated to this many tokens
     project_weight: float | None = None  # None: the engine's default (RetrievalConfig)
-    assistant: str = "qwen2.5-coder-0.5b"  # the draft model of `assisted`
+    assistant: str = DEFAULT_MODEL  # the draft model of `assisted`
     memory: bool = True  # probe each method's peak memory in a fresh process
 
     def __post_init__(self) -> None:
@@ -81,48 +82,43 @@ def _suite_tasks(options: BenchOptions) -> tuple[Path | None, list[BenchTask]]:
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     """Run the suite and return the report (the shape DESIGN.md §3 fixes, and more)."""
-    from daemon.engine.methods import (
-        METHODS,
-        attach_assistant,
-        fit_prompt,
-        open_engine,
-        run_method,
-        runtime_environment,
-    )
-    from daemon.engine.project_store import ProjectStore
+    from daemon.bench.methods import METHODS, Lab, needs_stores, runtime_environment
+    from daemon.engine.engine import fit_prompt
 
     unknown = [m for m in options.methods if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     methods = ("ar", *[m for m in options.methods if m != "ar"])
     workspace, tasks = _suite_tasks(options)
-    needs_store = any(m == "rest" or m.startswith("codeswift") for m in methods)
-    engine = open_engine(
-        options.model, options.device, options.dtype, workspace, needs_store, options.corpus
+    lab = Lab.open(
+        options.model,
+        options.device,
+        options.dtype,
+        methods,
+        workspace,
+        options.corpus,
+        options.project_weight,
     )
-    if options.project_weight is not None:
-        engine.retrieval_overrides = {"project_weight": options.project_weight}
     if "assisted" in methods:
-        attach_assistant(engine, options.assistant)
+        lab.attach_assistant(options.assistant)
+    engine = lab.engine
     lm = engine.lm
     warm = lm.tokenizer(_WARMUP_PROMPT)["input_ids"]
     for method in methods:  # first calls pay one-off costs (allocator, kernels) outside timing
-        run_method(engine, method, warm, 8)
+        lab.run(method, warm, 8)
 
     runs: dict[str, list[Any]] = {m: [] for m in methods}
     for task in tqdm(tasks, desc=f"bench {options.suite}", unit="prompt"):
         ids = lm.tokenizer(task.prompt)["input_ids"][-options.context_tokens :]
         ids, _ = fit_prompt(lm, ids, options.max_new_tokens)
-        if task.hidden is not None and isinstance(engine.project, ProjectStore):
-            engine.project.update_text(task.hidden.relative, task.hidden.masked_text)
+        if task.hidden is not None:
+            lab.put_text(task.hidden.relative, task.hidden.masked_text)
         for method in methods:
-            runs[method].append(run_method(engine, method, ids, options.max_new_tokens))
-        if task.hidden is not None and isinstance(engine.project, ProjectStore):
-            engine.project.update_text(task.hidden.relative, task.hidden.original_text)
-        tqdm.write(
-            f"{task.task_id}: " + ", ".join(f"{m} {runs[m][-1].tokens_per_s:.1f}" for m in methods),
-            file=sys.stderr,
-        )
+            runs[method].append(lab.run(method, ids, options.max_new_tokens))
+        if task.hidden is not None:
+            lab.put_text(task.hidden.relative, task.hidden.original_text)
+        rates = ", ".join(f"{m} {runs[m][-1].decoded.tokens_per_s:.1f}" for m in methods)
+        tqdm.write(f"{task.task_id}: {rates}", file=sys.stderr)
 
     task_ids = [task.task_id for task in tasks]
     report_methods = {m: method_row(runs[m], runs["ar"], task_ids) for m in methods}
@@ -134,7 +130,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "max_new_tokens": options.max_new_tokens,
         "env": runtime_environment(lm),
         "methods": report_methods,
-        "retrieval": _retrieval_report(engine, runs["ar"], tasks, lm) if needs_store else {},
+        "retrieval": _retrieval_report(engine, runs["ar"], tasks) if needs_stores(methods) else {},
     }
 
 
@@ -147,7 +143,7 @@ def _add_memory(
 ) -> None:
     """Peak resident memory per method, each in a fresh process, on the suite's longest prompt
     (the largest KV cache)."""
-    from daemon.memory_probe import ProbeSpec, probe_peak_mb
+    from daemon.bench.memory_probe import ProbeSpec, probe_peak_mb
 
     prompts = [lm.tokenizer(t.prompt)["input_ids"][-options.context_tokens :] for t in tasks]
     longest = max(prompts, key=len)
@@ -169,14 +165,15 @@ def _add_memory(
         row["memory_vs_ar"] = round(row[key] / rows["ar"][key], 3)
 
 
-def _retrieval_report(engine: Any, reference: list[Any], tasks: Any, lm: Any) -> dict[str, Any]:
+def _retrieval_report(engine: Any, reference: list[Any], tasks: Any) -> dict[str, Any]:
     """Datastore search latency, sequential against parallel, on the contexts this run saw."""
-    from daemon.engine.retrieval import retrieval_latency
+    from daemon.bench.retrieval import retrieval_latency
 
     contexts = []
     for task, done in zip(tasks, reference, strict=True):
-        ids = lm.tokenizer(task.prompt)["input_ids"]
-        contexts += [ids + done.tokens[:k] for k in range(0, len(done.tokens), 2)]
+        ids = engine.lm.tokenizer(task.prompt)["input_ids"]
+        tokens = done.decoded.tokens
+        contexts += [ids + tokens[:k] for k in range(0, len(tokens), 2)]
     project = engine.project.layers() if engine.project is not None else ()
     return {
         "general_tokens": len(engine.general) if engine.general is not None else 0,

@@ -21,31 +21,34 @@ _SAMPLES = 400
 
 
 def run_store_bench(model: str, workspace: Path | None) -> dict[str, Any]:
-    from daemon.engine.general_store import (
-        build_store,
-        open_general_store,
-        stdlib_sources,
-        tokenizer_fingerprint,
+    from daemon.assembly import (
+        corpus_files,
+        open_general,
+        open_project,
+        read_corpus_file,
+        scan_project,
     )
+    from daemon.bench.methods import put_text
+    from daemon.bench.retrieval import retrieval_latency
+    from daemon.engine.general_store import build_store, tokenizer_fingerprint
     from daemon.engine.models import load_tokenizer
-    from daemon.engine.project_store import ProjectStore
-    from daemon.engine.retrieval import retrieval_latency
 
     if workspace is None:
         raise UsageError("--suite stores needs --workspace DIR (a project to index)")
     tokenizer = load_tokenizer(model)
-    sources = stdlib_sources()
+    sources = corpus_files()
     started = time.perf_counter()
-    built = build_store(tokenizer, sources, {"tokenizer": tokenizer_fingerprint(tokenizer)})
+    meta = {"tokenizer": tokenizer_fingerprint(tokenizer)}
+    built = build_store(tokenizer, sources, read_corpus_file, meta)
     build_s = time.perf_counter() - started
-    open_general_store(tokenizer)  # make sure the cached copy exists before timing a load
+    open_general(tokenizer)  # make sure the cached copy exists before timing a load
     started = time.perf_counter()
-    general = open_general_store(tokenizer)
+    general = open_general(tokenizer)
     load_s = time.perf_counter() - started
 
     with tempfile.TemporaryDirectory(prefix="codeswift-store-bench-") as scratch:
-        project = ProjectStore(workspace, tokenizer, folder=Path(scratch) / "shards")
-        sync = project.sync()
+        project = open_project(workspace, tokenizer, folder=Path(scratch) / "shards")
+        sync = scan_project(project)
         started = time.perf_counter()
         project.compact()
         merged = project.layers()
@@ -53,7 +56,7 @@ def run_store_bench(model: str, workspace: Path | None) -> dict[str, Any]:
 
         lines = _sample_lines(workspace, 2000)
         started = time.perf_counter()
-        project.update_text("codeswift-bench/two_thousand_lines.py", "".join(lines))
+        put_text(project, "codeswift-bench/two_thousand_lines.py", "".join(lines))
         update_ms = (time.perf_counter() - started) * 1000
 
         contexts = _contexts(tokenizer, workspace)

@@ -2,7 +2,7 @@
 
 Inside one benchmark process every method shares the model, and a memory-mapped store stays
 resident once any method touched it, so in-process numbers would say nothing about a method. Here
-each method gets its own `python -m daemon.memory_probe` child: it loads the model plus the
+each method gets its own `python -m daemon.bench.memory_probe` child: it loads the model plus the
 method's own structures (datastores for `rest`/`codeswift`, the draft model for `assisted`), runs
 the method on the given prompts and reports the kernel's high-water mark of its resident set
 (`VmHWM`, reset once loading is over), i.e. what a server running that method needs.
@@ -44,7 +44,7 @@ def probe_peak_mb(spec: ProbeSpec, timeout_s: float = 1800) -> dict[str, float]:
         request = Path(folder) / "spec.json"
         request.write_text(json.dumps(asdict(spec)))
         done = subprocess.run(
-            [sys.executable, "-m", "daemon.memory_probe", str(request)],
+            [sys.executable, "-m", "daemon.bench.memory_probe", str(request)],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -75,32 +75,31 @@ def _reset_peak() -> None:
 
 
 def _child(spec_path: Path) -> dict[str, Any]:
-    from daemon.engine.methods import attach_assistant, open_engine, run_method
+    from daemon.bench.methods import Lab
+    from daemon.engine.lab import device_peak_mb, reset_device_peak
 
     spec = ProbeSpec(**json.loads(spec_path.read_text()))
-    needs_store = spec.method == "rest" or spec.method.startswith("codeswift")
-    workspace = Path(spec.workspace) if spec.workspace and needs_store else None
-    engine = open_engine(
+    lab = Lab.open(
         spec.model,
         spec.device,
         spec.dtype,
-        workspace,
-        needs_store,
+        [spec.method],
+        Path(spec.workspace) if spec.workspace else None,
         tuple(Path(c) for c in spec.corpus),
     )
     if spec.method == "assisted" and spec.assistant:
-        attach_assistant(engine, spec.assistant)
+        lab.attach_assistant(spec.assistant)
     loaded = _status_mb("VmRSS")
     _reset_peak()  # loading peaks far above what serving needs (weights pass through fp32)
-    engine.lm.reset_device_peak()
+    reset_device_peak(lab.engine.lm)
     for prompt in spec.prompts:
-        run_method(engine, spec.method, prompt, spec.max_new_tokens)
+        lab.run(spec.method, prompt, spec.max_new_tokens)
     result = {"peak_rss_mb": round(_status_mb("VmHWM"), 1), "loaded_rss_mb": round(loaded, 1)}
-    device_peak = engine.lm.device_peak_mb()
+    device_peak = device_peak_mb(lab.engine.lm)
     if device_peak is not None:  # on a GPU the weights and KV cache live there
         result["peak_device_mb"] = round(device_peak, 1)
     return result
 
 
 if __name__ == "__main__":
-    print(json.dumps(_child(Path(sys.argv[1]))), flush=True)  # noqa: T201 (the answer)
+    print(json.dumps(_child(Path(sys.argv[1]))), flush=True)

@@ -27,6 +27,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
+import daemon
 from daemon.errors import UsageError
 
 __all__ = ["inline_params", "json_field", "latency_summary", "run_lsp_bench"]
@@ -35,7 +36,7 @@ _SAMPLES = 12
 
 
 def run_lsp_bench(model: str, workspace: Path | None, limit: int, seed: int) -> dict[str, Any]:
-    folder = workspace or Path(__file__).resolve().parent
+    folder = workspace or Path(daemon.__file__).resolve().parent
     files = sorted(p for p in folder.rglob("*.py") if p.stat().st_size > 500)
     if not files:
         raise UsageError(f"--suite lsp needs Python files in {folder}")

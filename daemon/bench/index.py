@@ -27,8 +27,8 @@ _DEBOUNCE_S = 0.15
 
 
 def run_index_bench(model: str, workspace: Path | None) -> dict[str, Any]:
+    from daemon.assembly import ShardSink, open_project, scan_project
     from daemon.engine.models import load_tokenizer
-    from daemon.engine.project_store import ProjectStore
 
     if workspace is None:
         raise UsageError("--suite index needs --workspace DIR (a source tree to index)")
@@ -38,12 +38,13 @@ def run_index_bench(model: str, workspace: Path | None) -> dict[str, Any]:
         shutil.copytree(workspace, tree, symlinks=True)
         lines = sum(_lines(p) for p in tree.rglob("*.py"))
 
-        store = ProjectStore(tree, tokenizer, folder=Path(scratch) / "shards")
-        initial = store.sync()
-        rerun = ProjectStore(tree, tokenizer, folder=Path(scratch) / "shards").sync()
+        shards = Path(scratch) / "shards"
+        initial = scan_project(open_project(tree, tokenizer, shards))
+        rerun = scan_project(open_project(tree, tokenizer, shards))
 
-        store = ProjectStore(tree, tokenizer, folder=Path(scratch) / "shards")
-        indexer = WorkspaceIndexer(lambda root: store, debounce_s=_DEBOUNCE_S)
+        store = open_project(tree, tokenizer, shards)
+        sink = ShardSink(store.shards)
+        indexer = WorkspaceIndexer(lambda root: sink, debounce_s=_DEBOUNCE_S)
         with indexer:
             indexer.add_folder(tree)
             indexer.wait_idle(120)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.errors import UsageError
+
+if TYPE_CHECKING:
+    from daemon.engine.decode import DecodeResult
+    from daemon.engine.engine import Completion
 
 __all__ = ["format_table", "method_row", "percentiles", "write_plot"]
 
@@ -14,32 +18,31 @@ _OURS_PREFIXES = ("ar", "codeswift", "rest", "lookup")
 
 
 def method_row(
-    completions: Sequence[Any], reference: Sequence[Any], task_ids: Sequence[str]
+    completions: Sequence[Completion], reference: Sequence[Completion], task_ids: Sequence[str]
 ) -> dict[str, Any]:
     """One method's figures over the suite; `reference` is `ar` on the same prompts."""
-    rate, ar_rate = _rate(completions), _rate(reference)
-    same = sum(c.tokens == r.tokens for c, r in zip(completions, reference, strict=True))
+    runs = [c.decoded for c in completions]
+    ar_runs = [r.decoded for r in reference]
+    rate, ar_rate = _rate(runs), _rate(ar_runs)
+    mismatched = [
+        task for task, c, r in zip(task_ids, runs, ar_runs, strict=True) if c.tokens != r.tokens
+    ]
     row: dict[str, Any] = {
         "tokens_per_s": rate,
         "speedup": rate / ar_rate if ar_rate else 0.0,
-        "mean_accepted": sum(c.new_tokens for c in completions)
-        / max(sum(c.steps + 1 for c in completions), 1),
-        "identical": same / len(completions),
-        "new_tokens": sum(c.new_tokens for c in completions),
-        "seconds": sum(c.seconds for c in completions),
-        "mismatched": [
-            task
-            for task, c, r in zip(task_ids, completions, reference, strict=True)
-            if c.tokens != r.tokens
-        ],
-        "accepted_histogram": _histogram(completions),
-        **percentiles([ms for c in completions for ms in c.retrieval_ms], "retrieval"),
+        "mean_accepted": sum(len(c.tokens) for c in runs) / max(sum(c.forwards for c in runs), 1),
+        "identical": 1 - len(mismatched) / len(runs),
+        "new_tokens": sum(len(c.tokens) for c in runs),
+        "seconds": sum(c.seconds for c in runs),
+        "mismatched": mismatched,
+        "accepted_histogram": _histogram(runs),
+        **percentiles([ms for c in completions for ms in c.drafting.search_ms], "retrieval"),
         "store_hit_rate": _hit_rates(completions),
     }
-    if completions and completions[0].method.startswith(_OURS_PREFIXES):
+    if completions and completions[0].plan.startswith(_OURS_PREFIXES):
         # our loop times the prefill apart; it is the same work for every method
-        decode_s = sum(c.seconds - c.prefill_s for c in completions)
-        decoded = sum(max(c.new_tokens - 1, 0) for c in completions)
+        decode_s = sum(c.seconds - c.prefill_s for c in runs)
+        decoded = sum(max(len(c.tokens) - 1, 0) for c in runs)
         row["decode_tokens_per_s"] = decoded / decode_s if decode_s > 0 else 0.0
     return row
 
@@ -54,27 +57,28 @@ def percentiles(samples: list[float], name: str) -> dict[str, float]:
     }
 
 
-def _hit_rates(completions: Sequence[Any]) -> dict[str, Any]:
+def _hit_rates(completions: Sequence[Completion]) -> dict[str, Any]:
     """Per context ending: how often the store drafts gave the model's next token."""
     steps: dict[str, int] = {}
     hits: dict[str, int] = {}
     for completion in completions:
-        for kind, count in completion.store_steps.items():
+        stats = completion.drafting
+        for kind, count in stats.store_steps.items():
             steps[kind] = steps.get(kind, 0) + count
-            hits[kind] = hits.get(kind, 0) + completion.store_hits.get(kind, 0)
+            hits[kind] = hits.get(kind, 0) + stats.store_hits.get(kind, 0)
     return {k: {"steps": steps[k], "rate": round(hits[k] / steps[k], 3)} for k in sorted(steps)}
 
 
-def _rate(completions: Sequence[Any]) -> float:
-    seconds = sum(c.seconds for c in completions)
-    return sum(c.new_tokens for c in completions) / seconds if seconds else 0.0
+def _rate(runs: Sequence[DecodeResult]) -> float:
+    seconds = sum(c.seconds for c in runs)
+    return sum(len(c.tokens) for c in runs) / seconds if seconds else 0.0
 
 
-def _histogram(completions: Sequence[Any]) -> dict[str, int]:
+def _histogram(runs: Sequence[DecodeResult]) -> dict[str, int]:
     """How many steps accepted k drafted tokens (our own methods only)."""
     counts: dict[int, int] = {}
-    for completion in completions:
-        for accepted in completion.accepted_per_step:
+    for run in runs:
+        for accepted in run.accepted:
             counts[accepted] = counts.get(accepted, 0) + 1
     return {str(k): counts[k] for k in sorted(counts)}
 

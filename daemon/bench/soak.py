@@ -31,8 +31,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
+import indexer
+from daemon.bench.latency import inline_params, json_field, latency_summary
 from daemon.errors import UsageError
-from daemon.lsp_bench import inline_params, json_field, latency_summary
 
 __all__ = ["run_soak_bench"]
 
@@ -46,7 +47,7 @@ _SETTINGS = (
 
 
 def run_soak_bench(model: str, workspace: Path | None, minutes: float, seed: int) -> dict[str, Any]:
-    source = workspace or Path(__file__).resolve().parent.parent / "indexer"
+    source = workspace or Path(indexer.__file__).resolve().parent
     files = sorted(p for p in source.rglob("*.py") if p.stat().st_size > 300)[:_MAX_FILES]
     if not files:
         raise UsageError(f"--suite soak needs Python files in {source}")
@@ -339,15 +340,16 @@ def _proc_status(pid: int) -> dict[str, Any]:
 def _store_equals_fresh_index(model: str, folder: Path) -> bool:
     """Compare the server's store with a fresh index, then delete it (the workspace was a
     scratch copy)."""
+    from daemon.assembly import open_project, scan_project
     from daemon.engine.models import load_tokenizer
-    from daemon.engine.project_store import ProjectStore
+    from daemon.engine.project_shards import ProjectShards
 
     tokenizer = load_tokenizer(model)
-    served = ProjectStore(folder, tokenizer)
+    served = ProjectShards(folder, tokenizer)
     with tempfile.TemporaryDirectory(prefix="codeswift-fresh-") as fresh:
-        expected = ProjectStore(folder, tokenizer, folder=Path(fresh))
-        expected.sync()
-        equal = served.digest() == expected.digest()
+        expected = open_project(folder, tokenizer, folder=Path(fresh))
+        scan_project(expected)
+        equal = served.digest() == expected.shards.digest()
     shutil.rmtree(served.folder, ignore_errors=True)
     return equal
 
