@@ -22,7 +22,7 @@ from daemon.errors import UsageError
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["main"]
+__all__ = ["corpus_folders", "fitted_prompt", "main", "print_generated", "workspace_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _corpus(folders: list[str]) -> tuple[Path, ...]:
+def corpus_folders(folders: list[str]) -> tuple[Path, ...]:
+    """The `--corpus` folders, each checked to be one."""
     for folder in folders:
         if not Path(folder).is_dir():
             raise UsageError(f"corpus folder {folder} is not a folder")
@@ -172,7 +173,9 @@ def _generate(args: argparse.Namespace) -> int:
     from daemon.engine.plan import PLANS
 
     if args.method not in PLANS:  # a peer or an ablation: the lab's
-        return _generate_in_lab(args, text)
+        from daemon.bench.command import generate_in_lab
+
+        return generate_in_lab(args, text)
     from daemon.assembly import open_engine
     from daemon.engine.stops import Stop
 
@@ -182,35 +185,16 @@ def _generate(args: argparse.Namespace) -> int:
         args.device,
         args.dtype,
         general=plan.general,
-        corpus=_corpus(args.corpus),
-        workspace=_workspace(args.workspace) if plan.project else None,
+        corpus=corpus_folders(args.corpus),
+        workspace=workspace_folder(args.workspace) if plan.project else None,
     )
-    ids, dropped = _fitted(engine.lm, text, args.max_new_tokens)
+    ids, dropped = fitted_prompt(engine.lm, text, args.max_new_tokens)
     done = engine.complete(ids, plan, Stop(args.max_new_tokens, tuple(args.stop)))
-    _print_generated(args, done, engine.lm, len(ids), dropped)
+    print_generated(args, done, engine.lm, len(ids), dropped)
     return 0
 
 
-def _generate_in_lab(args: argparse.Namespace, text: str) -> int:
-    from daemon.bench.methods import METHODS, Lab
-
-    if args.method not in METHODS:
-        raise UsageError(f"unknown method {args.method!r}; known: {', '.join(METHODS)}")
-    lab = Lab.open(
-        args.model,
-        args.device,
-        args.dtype,
-        [args.method],
-        _workspace(args.workspace),
-        _corpus(args.corpus),
-    )
-    ids, dropped = _fitted(lab.engine.lm, text, args.max_new_tokens)
-    done = lab.run(args.method, ids, args.max_new_tokens, tuple(args.stop))
-    _print_generated(args, done, lab.engine.lm, len(ids), dropped)
-    return 0
-
-
-def _fitted(lm: Any, text: str, max_new_tokens: int) -> tuple[list[int], int]:
+def fitted_prompt(lm: Any, text: str, max_new_tokens: int) -> tuple[list[int], int]:
     """The prompt's ids, left-truncated to fit the model's context (with a note if it was)."""
     from daemon.engine.engine import fit_prompt
 
@@ -227,7 +211,7 @@ def _fitted(lm: Any, text: str, max_new_tokens: int) -> tuple[list[int], int]:
     return ids, dropped
 
 
-def _print_generated(
+def print_generated(
     args: argparse.Namespace, done: Any, lm: Any, prompt_tokens: int, dropped: int
 ) -> None:
     decoded = done.decoded
@@ -259,7 +243,8 @@ def _print_generated(
     )
 
 
-def _workspace(folder: str | None) -> Path | None:
+def workspace_folder(folder: str | None) -> Path | None:
+    """A `--workspace` (or `index`) folder, checked to be one."""
     if folder is None:
         return None
     path = Path(folder)
@@ -269,7 +254,7 @@ def _workspace(folder: str | None) -> Path | None:
 
 
 def _index(args: argparse.Namespace) -> int:
-    folder = _workspace(args.folder)
+    folder = workspace_folder(args.folder)
     assert folder is not None
     from tqdm import tqdm
 
@@ -326,71 +311,9 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.suite == "soak":
-        from daemon.bench.soak import run_soak_bench
+    from daemon.bench.command import run_bench_command
 
-        if args.minutes <= 0:
-            raise UsageError(f"--minutes must be positive, got {args.minutes}")
-        report = run_soak_bench(args.model, _workspace(args.workspace), args.minutes, args.seed)
-        print(json.dumps(report, indent=2))
-        if args.json_file:
-            args.json_file.write_text(json.dumps(report, indent=2))
-        return 0 if all(report["checks"].values()) else 1
-    if args.suite in ("stores", "index", "lsp"):
-        from daemon.bench.index import run_index_bench
-        from daemon.bench.latency import run_lsp_bench
-        from daemon.bench.stores import run_store_bench
-
-        workspace = _workspace(args.workspace)
-        if args.suite == "lsp":
-            report = run_lsp_bench(args.model, workspace, args.limit, args.seed)
-        else:
-            run = run_store_bench if args.suite == "stores" else run_index_bench
-            report = run(args.model, workspace)
-        print(json.dumps(report, indent=2))
-        if args.json_file:
-            args.json_file.write_text(json.dumps(report, indent=2))
-        return 0
-    if args.suite.startswith("edit:"):
-        from daemon.bench.edit import format_edit_table, run_edit_bench
-
-        report = run_edit_bench(
-            args.model,
-            args.suite.removeprefix("edit:"),
-            args.limit,
-            args.seed,
-            args.device,
-            args.dtype,
-        )
-        print(format_edit_table(report))
-        if args.json_file:
-            args.json_file.write_text(json.dumps(report, indent=2))
-        return 0
-    from daemon.bench.speed import BenchOptions, format_table, run_bench, write_plot
-
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    options = BenchOptions(
-        suite=args.suite,
-        methods=methods,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
-        model=args.model,
-        dtype=args.dtype,
-        device=args.device,
-        workspace=_workspace(args.workspace),
-        corpus=_corpus(args.corpus),
-        seed=args.seed,
-        project_weight=args.project_weight,
-        assistant=args.assistant,
-        memory=args.memory,
-    )
-    report = run_bench(options)
-    print(format_table(report))
-    if args.json_file:
-        args.json_file.write_text(json.dumps(report, indent=2))
-    if args.plot:
-        write_plot(report, args.plot)
-    return 0
+    return run_bench_command(args)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -56,7 +56,10 @@ class TorchForward:
 
     @torch.inference_mode()
     def keep(self, cache: DynamicCache, past_len: int, rows: Sequence[int]) -> None:
-        if list(rows) != list(range(len(rows))):
+        in_place = list(rows) == list(range(len(rows)))
+        if in_place and cache.get_seq_length() == past_len + len(rows):
+            return  # a lone root (every `ar` step): nothing to move, nothing to drop
+        if not in_place:
             index = torch.tensor(rows) + past_len
             layers: list[Any] = list(cache.layers)  # DynamicLayer: .keys/.values (B, H, T, D)
             for layer in layers:
