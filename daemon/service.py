@@ -10,7 +10,6 @@ and with it the reusable prefix, in place.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -26,7 +25,6 @@ from daemon.engine.decode import PrefixCache
 from daemon.engine.engine import Engine
 from daemon.engine.plan import PLANS, DecodePlan
 from daemon.engine.project_index import WorkspaceIndex
-from daemon.engine.registry import DEFAULT_MODEL
 from daemon.engine.stops import Stop
 from indexer.filters import IndexRules
 from indexer.workspace import WorkspaceIndexer
@@ -71,11 +69,10 @@ class Service:
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self, settings: Settings, status: StatusSink) -> None:
-        self.settings, self._status = _named_model(settings), status
+        self.settings, self._status = settings, status
         self._worker.submit(self._load)
 
     def configure(self, settings: Settings) -> None:
-        settings = _named_model(settings)
         reload = (settings.model, settings.device, settings.dtype) != (
             self.settings.model,
             self.settings.device,
@@ -269,11 +266,6 @@ class Service:
             reused_tokens=self.reuse.reused,
             stop_reason="timeout" if timed_out and not cancel.is_set() else decoded.stop_reason,
         )
-
-
-def _named_model(settings: Settings) -> Settings:
-    """An empty model setting means the default one."""
-    return settings if settings.model else dataclasses.replace(settings, model=DEFAULT_MODEL)
 
 
 def plan_of(settings: Settings) -> DecodePlan:

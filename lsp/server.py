@@ -138,9 +138,9 @@ class CodeswiftServer(LanguageServer):
         settings, problems = parse_settings(options, self.settings)
         for problem in problems:
             self.log(types.MessageType.Warning, f"codeswift: {problem}")
+        if _sends_log_level(options):  # otherwise the command line's -v stands
+            logging.getLogger().setLevel(settings.log_level.upper())
         if settings != self.settings:
-            if settings.log_level and settings.log_level != self.settings.log_level:
-                logging.getLogger().setLevel(settings.log_level.upper())
             self.settings = settings
             self.backend.configure(settings)
 
@@ -189,6 +189,12 @@ class CodeswiftServer(LanguageServer):
             return now is not None and now.version == version and now.source == source
 
         return await self.completer.complete(cursor, is_current)
+
+
+def _sends_log_level(options: Any) -> bool:
+    if isinstance(options, Mapping) and isinstance(options.get("codeswift"), Mapping):
+        options = options["codeswift"]
+    return isinstance(options, Mapping) and "logLevel" in options
 
 
 def build_server(backend: Backend, version: str) -> CodeswiftServer:

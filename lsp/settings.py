@@ -34,13 +34,14 @@ class Settings:
     prefix_tokens: int = 1024
     suffix_tokens: int = 64
     method: str = "codeswift"
-    model: str = ""  # empty: the server's own (`codeswift serve --model`, or the default)
+    # the engine's default model (daemon/engine/registry.py; a test keeps the two equal)
+    model: str = "qwen2.5-coder-0.5b"
     device: str = "auto"
     dtype: str = "auto"
     index_include: tuple[str, ...] = ()
     index_exclude: tuple[str, ...] = ()
     index_secrets: bool = False
-    log_level: str = ""  # of the server's log on stderr; empty: as the command line set it
+    log_level: str = "info"  # of the server's log on stderr, once a client sends it
 
     def __post_init__(self) -> None:
         _check(0 <= self.debounce_ms <= 5000, "debounceMs", self.debounce_ms)
@@ -51,8 +52,9 @@ class Settings:
         _check(0 <= self.suffix_tokens <= 4096, "suffixTokens", self.suffix_tokens)
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device)
         _check(self.dtype in ("auto", "bfloat16", "float32", "float16"), "dtype", self.dtype)
-        _check(self.log_level in ("", *_LOG_LEVELS), "logLevel", self.log_level)
+        _check(self.log_level in _LOG_LEVELS, "logLevel", self.log_level)
         _check(self.method in METHODS, "method", self.method)
+        _check(bool(self.model), "model", self.model)
 
 
 def parse_settings(options: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:

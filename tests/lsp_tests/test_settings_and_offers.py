@@ -112,6 +112,7 @@ def test_log_level_setting_sets_the_servers_log_level_only_when_sent() -> None:
         assert root.level == logging.WARNING
         server.apply_settings({"logLevel": "debug"})
         assert root.level == logging.DEBUG and backend.settings[-1].log_level == "debug"
-        assert parse_settings({"logLevel": "loud"})[0].log_level == ""  # reported, then unset
+        server.apply_settings({"codeswift": {"logLevel": "loud"}})  # reported, the default used
+        assert root.level == logging.INFO
     finally:
         root.setLevel(before)

@@ -15,6 +15,12 @@ def test_the_method_setting_knows_exactly_the_engine_plans() -> None:
     assert Settings().method == CODESWIFT.name
 
 
+def test_the_settings_default_model_is_the_engines() -> None:
+    from daemon.engine.registry import DEFAULT_MODEL
+
+    assert Settings().model == DEFAULT_MODEL
+
+
 def test_an_unknown_method_is_reported_and_replaced_by_the_default() -> None:
     settings, problems = parse_settings({"method": "codeswift-no-cache"})
     assert settings.method == "codeswift"
