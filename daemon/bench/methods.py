@@ -8,23 +8,24 @@ peers (`hf`, `pld`, `assisted`) through transformers' own `generate`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import platform
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.assembly import open_engine
+from daemon.assembly import ShardSink, open_engine
 from daemon.engine.engine import Completion, Engine
 from daemon.engine.lab import backend_facts, hf_generate
 from daemon.engine.models import LoadedModel, load_model
 from daemon.engine.plan import CODESWIFT, PLANS, DecodePlan
 from daemon.engine.project_index import ProjectIndex, WorkspaceIndex
-from daemon.engine.project_shards import FileStamp
 from daemon.engine.retrieval import DraftStats
 from daemon.engine.stops import Stop, StopRule
 from daemon.errors import UsageError
+from indexer.chunks import ParsedFile
+from indexer.scan import Fingerprint
 
 __all__ = [
     "METHODS",
@@ -186,9 +187,9 @@ def put_text(index: ProjectIndex, relative: str, text: str) -> None:
     """Index `text` as the content of the file `relative` of `index`'s folder, whatever the
     disk holds (suites hide the body of the function they ask for)."""
     raw = text.encode()
-    stamp = FileStamp(len(raw), -1, hashlib.sha1(raw, usedforsecurity=False).hexdigest())
-    index.shards.put(relative, [text], 0, {}, stamp)
-    index.shards.commit()
+    sink = ShardSink(index.shards)  # the way an unsaved buffer's text goes in
+    sink.put(relative, ParsedFile(None, raw, ()), Counter(), Fingerprint.of(raw, None))
+    sink.commit()
 
 
 def runtime_environment(lm: LoadedModel) -> dict[str, Any]:

@@ -106,8 +106,8 @@ class Engine:
 
     def _drafter(self, plan: DecodePlan) -> RetrievalDrafter:
         project, expressions = self._project_layers(plan)
-        sources = DraftSources(
-            general=self.general if plan.general else None,
+        sources = DraftSources(  # the drafter searches only what `plan` names
+            general=self.general,
             project=project,
             expressions=expressions,
             whitespace_ids=self.whitespace_ids() if plan.searches_stores else frozenset(),

@@ -205,8 +205,7 @@ def test_cancellation_stops_within_a_step(tiny: TorchForward) -> None:
 
 
 def test_retrieval_drafter_with_every_switch_is_exact(tiny: TorchForward) -> None:
-    import dataclasses
-
+    from daemon.bench.methods import lab_plan
     from daemon.engine.budget import AdaptiveBudget, CostCurve
     from daemon.engine.datastore import SuffixIndex
     from daemon.engine.plan import CODESWIFT
@@ -221,15 +220,9 @@ def test_retrieval_drafter_with_every_switch_is_exact(tiny: TorchForward) -> Non
     project = SuffixIndex.build(docs[: len(answers)], {})
     sources = DraftSources(general, (project,), whitespace_ids=frozenset({0, 1}))
     curve = CostCurve((1, 16, 64), (10.0, 12.0, 30.0))
-    switches = {
-        "context": {"context": False},
-        "general": {"general": False},
-        "project": {"project": False},
-        "cache": {"cache": False, "history": False},
-        "timing": {"timing": False},
-    }
-    for off in [None, *switches]:
-        plan = dataclasses.replace(CODESWIFT, **switches[off]) if off else CODESWIFT
+    for off in [None, "context", "general", "project", "cache", "timing"]:
+        plan = lab_plan(f"codeswift-no-{off}") if off else CODESWIFT  # the bench's ablations
+        assert plan is not None
         memory = PlanMemory()  # shared by the prompts, as the engine keeps it per plan
         for prompt, answer in answers.items():
             drafter = RetrievalDrafter(plan, sources, memory)
