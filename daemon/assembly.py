@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from daemon.engine.backends import open_forward
 from daemon.engine.datastore import SuffixIndex
 from daemon.engine.engine import Engine
 from daemon.engine.general_store import open_general_store
 from daemon.engine.models import load_model
 from daemon.engine.project_index import ProjectIndex, WorkspaceIndex
 from daemon.engine.project_shards import FileStamp, ProjectShards
-from daemon.engine.torch_forward import TorchForward
 from indexer.chunks import ParsedFile
 from indexer.filters import IndexRules, read_text
 from indexer.scan import Fingerprint, FolderIndexer
@@ -45,14 +45,16 @@ def open_engine(
     model: str,
     device: str = "auto",
     dtype: str = "auto",
+    backend: str = "auto",
     general: bool = True,
     corpus: Sequence[Path] = (),
     project: WorkspaceIndex | None = None,
     workspace: Path | None = None,
 ) -> Engine:
-    """Load the model and the general store (built on first use, cached after, from the
-    standard library plus `corpus` folders). `project` is what drafting reads of the workspace
-    (the language server's indexer fills it); `workspace` is a folder scanned into it now."""
+    """Load the model on `backend` (backends.py) and the general store (built on first use,
+    cached after, from the standard library plus `corpus` folders). `project` is what drafting
+    reads of the workspace (the language server's indexer fills it); `workspace` is a folder
+    scanned into it now."""
     lm = load_model(model, device, dtype)
     store = open_general(lm.tokenizer, corpus) if general else None
     if workspace is not None:
@@ -60,7 +62,7 @@ def open_engine(
         index = open_project(workspace, lm.tokenizer)
         scan_project(index)
         project.add(workspace, index)
-    return Engine(lm, TorchForward(lm), store, project)
+    return Engine(lm, open_forward(lm, backend), store, project)
 
 
 # -- the general store's corpus -------------------------------------------------------------

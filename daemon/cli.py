@@ -27,6 +27,7 @@ __all__ = ["corpus_folders", "fitted_prompt", "main", "print_generated", "worksp
 logger = logging.getLogger(__name__)
 
 _DTYPES = ("auto", "bfloat16", "float32", "float16")
+_BACKENDS = ("auto", "transformers", "native", "native-w8a8")  # engine/backends.py
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -54,6 +55,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", choices=_DTYPES, default="auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--backend",
+        choices=_BACKENDS,
+        default="auto",
+        help="what runs the model: auto picks native-w8a8 on a CPU, transformers on CUDA",
+    )
     parser.add_argument("--max-new-tokens", type=_positive, default=128, metavar="N")
     parser.add_argument(
         "--corpus",
@@ -115,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default=DEFAULT_MODEL, help="model (clients may change it)")
     serve.add_argument("--dtype", choices=_DTYPES, default="auto")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    serve.add_argument("--backend", choices=_BACKENDS, default="auto")
 
     bench = commands.add_parser("bench", help="run methods side by side on a suite")
     bench.add_argument(
@@ -184,6 +192,7 @@ def _generate(args: argparse.Namespace) -> int:
         args.model,
         args.device,
         args.dtype,
+        backend=args.backend,
         general=plan.general,
         corpus=corpus_folders(args.corpus),
         workspace=workspace_folder(args.workspace) if plan.project else None,
@@ -230,6 +239,7 @@ def print_generated(
         "model": lm.name,
         "device": str(lm.device),
         "dtype": lm.dtype_name,
+        "backend": getattr(args, "backend", "auto"),
     }
     if args.json:
         print(json.dumps(summary))
@@ -327,7 +337,7 @@ def _serve(args: argparse.Namespace) -> int:
                 f"--tcp takes a loopback HOST:PORT (e.g. 127.0.0.1:2087), not {args.tcp}"
             )
         address = (host.strip("[]"), int(port))
-    serve(args.model, args.device, args.dtype, address)
+    serve(args.model, args.device, args.dtype, address, args.backend)
     if interrupts.received():  # pygls takes the interrupt itself and returns
         interrupts.end_now()
     return 0

@@ -15,9 +15,15 @@ __all__ = ["serve"]
 logger = logging.getLogger(__name__)
 
 
-def serve(model: str, device: str, dtype: str, address: tuple[str, int] | None = None) -> None:
+def serve(
+    model: str,
+    device: str,
+    dtype: str,
+    address: tuple[str, int] | None = None,
+    backend: str = "auto",
+) -> None:
     """Run until the client exits (stdio) or forever (tcp)."""
-    service = Service()
+    service = Service(backend)
     server = build_server(service, importlib.metadata.version("codeswift"))
     # the command line sets the defaults; clients' settings override them
     server.settings = dataclasses.replace(Settings(), model=model, device=device, dtype=dtype)

@@ -46,7 +46,8 @@ _CHARS_PER_TOKEN = 3
 class Service:
     """Implements lsp.backend.Backend."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "auto") -> None:
+        self.backend = backend  # what runs the model (engine/backends.py); not a client setting
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeswift-model")
         self._lock = threading.Lock()
         self._status: StatusSink = lambda state, details: None
@@ -94,7 +95,11 @@ class Service:
         self.reuse.clear()
         try:
             engine = open_engine(
-                settings.model, settings.device, settings.dtype, project=self.projects
+                settings.model,
+                settings.device,
+                settings.dtype,
+                backend=self.backend,
+                project=self.projects,
             )
             # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
             warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]

@@ -50,6 +50,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             args.seed,
             args.device,
             args.dtype,
+            args.backend,
         )
         print(format_edit_table(report))
         if args.json_file:
@@ -66,6 +67,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         model=args.model,
         dtype=args.dtype,
         device=args.device,
+        backend=args.backend,
         workspace=workspace_folder(args.workspace),
         corpus=corpus_folders(args.corpus),
         seed=args.seed,
@@ -84,10 +86,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 def generate_in_lab(args: argparse.Namespace, text: str) -> int:
     """`codeswift generate --method M` for a peer or an ablation."""
-    from daemon.bench.methods import METHODS, Lab
+    from daemon.bench.methods import Lab, split_method
 
-    if args.method not in METHODS:
-        raise UsageError(f"unknown method {args.method!r}; known: {', '.join(METHODS)}")
+    split_method(args.method)  # a clear error for an unknown method or backend
     lab = Lab.open(
         args.model,
         args.device,
@@ -95,6 +96,7 @@ def generate_in_lab(args: argparse.Namespace, text: str) -> int:
         [args.method],
         workspace_folder(args.workspace),
         corpus_folders(args.corpus),
+        backend=args.backend,
     )
     ids, dropped = fitted_prompt(lab.engine.lm, text, args.max_new_tokens)
     done = lab.run(args.method, ids, args.max_new_tokens, tuple(args.stop))

@@ -159,6 +159,7 @@ def run_edit_bench(
     seed: int,
     device: str = "auto",
     dtype: str = "auto",
+    backend: str = "auto",
     *,
     max_new_tokens: int = 64,
 ) -> dict[str, Any]:
@@ -182,10 +183,10 @@ def run_edit_bench(
             raise UsageError(f"no function bodies to replay in {dist}")
         for plan in plans:  # what is still to be written is not on disk either
             (workspace / plan.relative).write_text("".join(plan.lines[: plan.start]), "utf-8")
-        return _run(settings, dist, workspace, plans)
+        return _run(settings, dist, workspace, plans, backend)
 
 
-def _service() -> Any:
+def _service(backend: str) -> Any:
     """A `Service` that remembers the last request sent to the model (made here: the service
     imports torch)."""
     from daemon.service import Service
@@ -199,15 +200,17 @@ def _service() -> Any:
             self.last_request = request
             return super().complete(request, cancel)
 
-    return RecordingService()
+    return RecordingService(backend)
 
 
-def _run(settings: Settings, dist: str, workspace: Path, plans: list[FileReplay]) -> dict[str, Any]:
+def _run(
+    settings: Settings, dist: str, workspace: Path, plans: list[FileReplay], backend: str
+) -> dict[str, Any]:
     from daemon.bench.methods import runtime_environment
     from daemon.engine.plan import AR
     from daemon.engine.stops import Stop
 
-    service = _service()
+    service = _service(backend)
     ready = threading.Event()
 
     def status(state: str, details: Mapping[str, Any]) -> None:
@@ -225,7 +228,7 @@ def _run(settings: Settings, dist: str, workspace: Path, plans: list[FileReplay]
         if service.indexer is not None and not service.indexer.wait_idle(600):
             raise UsageError(f"indexing {workspace.name} did not finish")
         samples = asyncio.run(_replay(service, settings, workspace, plans, dist))
-        run = {"dist": dist, "env": runtime_environment(engine.lm)}
+        run = {"dist": dist, "env": runtime_environment(engine.lm, engine.model.backend)}
         run |= {"prompt_tokens": service.prompt_tokens, "reused": service.reused_tokens}
     finally:
         service.shutdown()

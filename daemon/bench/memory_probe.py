@@ -35,6 +35,7 @@ class ProbeSpec:
     workspace: str | None = None
     corpus: tuple[str, ...] = ()
     assistant: str | None = None
+    backend: str = "auto"
 
 
 def probe_peak_mb(spec: ProbeSpec, timeout_s: float = 1800) -> dict[str, float]:
@@ -86,6 +87,7 @@ def _child(spec_path: Path) -> dict[str, Any]:
         [spec.method],
         Path(spec.workspace) if spec.workspace else None,
         tuple(Path(c) for c in spec.corpus),
+        backend=spec.backend,
     )
     if spec.method == "assisted" and spec.assistant:
         lab.attach_assistant(spec.assistant)

@@ -1,8 +1,14 @@
-"""Decoding methods by name: the product's plans, their ablations, and Hugging Face's peers.
+"""Decoding methods by name: the product's plans, their ablations, and the peers.
 
 Every method gets the same prompt tokens, end tokens and token cap, so outputs can be compared
-token for token and speeds side by side. Ours run through `Engine.complete` with a plan; the
-peers (`hf`, `pld`, `assisted`) through transformers' own `generate`.
+token for token and speeds side by side. Ours run through `Engine.complete` with a plan, on the
+lab's backend or on the one named after `@` (`ar@transformers`, `codeswift@native`); Hugging
+Face's peers (`hf`, `pld`, `assisted`) through transformers' own `generate`; llama.cpp's
+(`llamacpp`, `llamacpp-pld`) through llama-cpp-python on the packaged GGUF.
+
+Each method has a reference: the greedy decoding of its own backend (`ar@B` for our methods on
+backend B, `ar@transformers` for Hugging Face's peers, `llamacpp` for llama.cpp's). `identical`
+compares a method's tokens with its reference's, and `own_speedup` its speed.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from daemon.assembly import ShardSink, open_engine
+from daemon.engine.backends import BACKENDS, open_forward, resolve_backend
 from daemon.engine.engine import Completion, Engine
-from daemon.engine.lab import backend_facts, hf_generate
+from daemon.engine.lab import backend_facts, hf_generate, thread_count
+from daemon.engine.llamacpp import LlamaCppPeer
 from daemon.engine.models import LoadedModel, load_model
 from daemon.engine.plan import CODESWIFT, PLANS, DecodePlan
 from daemon.engine.project_index import ProjectIndex, WorkspaceIndex
+from daemon.engine.registry import packaged_gguf
 from daemon.engine.retrieval import DraftStats
 from daemon.engine.stops import Stop, StopRule
 from daemon.errors import UsageError
@@ -34,6 +43,7 @@ __all__ = [
     "needs_stores",
     "put_text",
     "runtime_environment",
+    "split_method",
 ]
 
 _ABLATIONS = {
@@ -50,23 +60,44 @@ _PEERS = {
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
     "assisted": "Hugging Face assisted generation: a smaller model with the same tokenizer drafts",
 }
+_LLAMACPP = {
+    "llamacpp": "llama.cpp greedy decoding on the packaged GGUF (llama-cpp-python)",
+    "llamacpp-pld": "llama.cpp with llama-cpp-python's own prompt lookup decoding",
+}
+# llama.cpp's context: suites keep prompts under 1,536 tokens; prompt lookup makes llama.cpp
+# keep logits for every position (n_ctx x vocab floats), so no larger than needed
+_LLAMACPP_CONTEXT = 2048
 METHODS = {
     "ar": "our greedy loop with a KV cache (the baseline)",
     "codeswift": "general + project stores, context, model history; timing; adaptive budget",
     "rest": "REST: general store only, always retrieve, no cache, fixed 64-node tree",
     "lookup": "our tree over context lookup only (prompt + output so far), 16 nodes",
     **_PEERS,
+    **_LLAMACPP,
     **{f"codeswift-no-{part}": f"codeswift without its {part} component" for part in _ABLATIONS},
     "codeswift-with-expressions": "codeswift plus the workspace's recurring expressions",
 }
 
 
+def split_method(method: str) -> tuple[str, str | None]:
+    """`codeswift@native` -> ("codeswift", "native"); `codeswift` -> ("codeswift", None)."""
+    base, _, backend = method.partition("@")
+    if base not in METHODS:
+        raise UsageError(f"unknown method {base!r}; known: {', '.join(METHODS)}")
+    if not backend:
+        return base, None
+    if base in _PEERS or base in _LLAMACPP or backend not in BACKENDS[1:]:
+        raise UsageError(
+            f"{method}: only our methods take a backend, one of {', '.join(BACKENDS[1:])}"
+        )
+    return base, backend
+
+
 def lab_plan(method: str, project_weight: float | None = None) -> DecodePlan | None:
     """The plan of one of our methods (None for a peer); `project_weight` overrides the weight
     of project drafts in every plan that drafts from the project store."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    if method in _PEERS:
+    method, _ = split_method(method)
+    if method in _PEERS or method in _LLAMACPP:
         return None
     if method in PLANS:
         plan = PLANS[method]
@@ -101,6 +132,19 @@ class Lab:
         self.workspace = workspace
         self.project_weight = project_weight
         self.assistant: LoadedModel | None = None  # the draft model of `assisted`
+        self.backend = engine.model.backend
+        self._engines = {self.backend: engine}  # one per backend, sharing the stores
+        self._llamacpp: dict[str, LlamaCppPeer] = {}
+
+    def reference(self, method: str) -> str:
+        """The greedy method `method` is compared with (see the module docstring)."""
+        base, backend = split_method(method)
+        if base in _LLAMACPP:
+            return "llamacpp"
+        if base in _PEERS:
+            backend = "transformers"
+        backend = resolve_backend(backend or self.backend, self.engine.lm)
+        return "ar" if backend == self.backend else f"ar@{backend}"
 
     @classmethod
     def open(
@@ -112,6 +156,7 @@ class Lab:
         workspace: Path | None = None,
         corpus: Sequence[Path] = (),
         project_weight: float | None = None,
+        backend: str = "auto",
     ) -> Lab:
         """An engine with the stores `methods` search: the general one, and `workspace`
         scanned into the project store."""
@@ -121,6 +166,7 @@ class Lab:
             model,
             device,
             dtype,
+            backend=backend,
             general=stores,
             corpus=corpus,
             project=project,
@@ -155,12 +201,38 @@ class Lab:
     ) -> Completion:
         """Generate with `method`; the prompt must already fit (see `fit_prompt`)."""
         stop = Stop(max_new_tokens, tuple(stop_strings))
+        base, backend = split_method(method)
         plan = lab_plan(method, self.project_weight)
         if plan is not None:
-            return self.engine.complete(prompt, plan, stop)
-        if method == "assisted" and self.assistant is None:
+            return self._engine(backend).complete(prompt, plan, stop)
+        if base in _LLAMACPP:
+            return self._run_llamacpp(base, prompt, stop)
+        if base == "assisted" and self.assistant is None:
             raise UsageError("`assisted` needs a draft model: use `codeswift bench --assistant M`")
-        return _run_hf(self.engine, method, prompt, stop, self.assistant)
+        return _run_hf(self.engine, base, prompt, stop, self.assistant)
+
+    def _engine(self, backend: str | None) -> Engine:
+        chosen = resolve_backend(backend or self.backend, self.engine.lm)
+        if chosen not in self._engines:
+            base = self.engine
+            port = open_forward(base.lm, chosen)
+            self._engines[chosen] = Engine(base.lm, port, base.general, base.project)
+        return self._engines[chosen]
+
+    def _run_llamacpp(self, method: str, prompt: Sequence[int], stop: Stop) -> Completion:
+        lm = self.engine.lm
+        if len(prompt) + stop.max_new_tokens > _LLAMACPP_CONTEXT:
+            raise UsageError(
+                f"the llama.cpp peers take up to {_LLAMACPP_CONTEXT} prompt + new tokens"
+            )
+        if method not in self._llamacpp:
+            gguf = packaged_gguf(lm.name)
+            lookup = method == "llamacpp-pld"
+            self._llamacpp[method] = LlamaCppPeer(gguf, thread_count(), _LLAMACPP_CONTEXT, lookup)
+        decoded = self._llamacpp[method].generate(prompt, stop.max_new_tokens, lm.eos_ids)
+        rule = StopRule(stop.max_new_tokens, lm.eos_ids, stop.strings, self.engine.decode)
+        text = rule.trim(self.engine.decode(decoded.tokens))
+        return Completion(method, text, decoded, DraftStats())
 
 
 def _run_hf(
@@ -192,10 +264,11 @@ def put_text(index: ProjectIndex, relative: str, text: str) -> None:
     sink.commit()
 
 
-def runtime_environment(lm: LoadedModel) -> dict[str, Any]:
-    """What a benchmark figure depends on: hardware, threads, model, dtype, versions."""
+def runtime_environment(lm: LoadedModel, backend: str) -> dict[str, Any]:
+    """What a benchmark figure depends on: hardware, threads, model, dtype, backend, versions."""
     return {
         **backend_facts(lm),
+        "backend": backend,
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),

@@ -1,8 +1,9 @@
 """`codeswift bench`: every method on the same prompts in one process, side by side.
 
 Methods take turns prompt by prompt, so slow drift of a noisy machine hits all of them alike.
-`ar` always runs: it is the reference for `speedup` and for `identical` (the fraction of prompts
-whose tokens equal `ar`'s exactly).
+`ar` always runs: it is the reference for `speedup`. Each method's own reference (the greedy of
+its backend, `Lab.reference`) runs too: `identical` is the fraction of prompts whose tokens
+equal the reference's exactly, `own_speedup` the speed against it (the paper's figure).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class BenchOptions:
     model: str
     dtype: str
     device: str
+    backend: str = "auto"
     workspace: Path | None = None
     corpus: tuple[Path, ...] = ()
     seed: int = 0
@@ -82,23 +84,26 @@ def _suite_tasks(options: BenchOptions) -> tuple[Path | None, list[BenchTask]]:
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     """Run the suite and return the report (the shape DESIGN.md §3 fixes, and more)."""
-    from daemon.bench.methods import METHODS, Lab, needs_stores, runtime_environment
+    from daemon.bench.methods import Lab, needs_stores, runtime_environment, split_method
     from daemon.engine.engine import fit_prompt
 
-    unknown = [m for m in options.methods if m not in METHODS]
-    if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    methods = ("ar", *[m for m in options.methods if m != "ar"])
+    for method in options.methods:
+        split_method(method)  # a clear error for an unknown method or backend
     workspace, tasks = _suite_tasks(options)
     lab = Lab.open(
         options.model,
         options.device,
         options.dtype,
-        methods,
+        options.methods,
         workspace,
         options.corpus,
         options.project_weight,
+        options.backend,
     )
+    asked = ("ar", *[m for m in options.methods if m != "ar"])
+    references = {m: lab.reference(m) for m in asked}
+    methods = tuple(dict.fromkeys([*asked, *references.values()]))
+    references |= {m: lab.reference(m) for m in methods}
     if "assisted" in methods:
         lab.attach_assistant(options.assistant)
     engine = lab.engine
@@ -121,14 +126,18 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         tqdm.write(f"{task.task_id}: {rates}", file=sys.stderr)
 
     task_ids = [task.task_id for task in tasks]
-    report_methods = {m: method_row(runs[m], runs["ar"], task_ids) for m in methods}
+    report_methods = {
+        m: method_row(runs[m], runs["ar"], runs[references[m]], task_ids) for m in methods
+    }
+    for method, row in report_methods.items():
+        row["reference"] = references[method]
     if options.memory:
         _add_memory(report_methods, options, workspace, tasks, lm)
     return {
         "suite": options.suite,
         "prompts": len(tasks),
         "max_new_tokens": options.max_new_tokens,
-        "env": runtime_environment(lm),
+        "env": runtime_environment(lm, lab.backend),
         "methods": report_methods,
         "retrieval": _retrieval_report(engine, runs["ar"], tasks) if needs_stores(methods) else {},
     }
@@ -158,11 +167,13 @@ def _add_memory(
             workspace=str(workspace) if workspace is not None else None,
             corpus=tuple(str(c) for c in options.corpus),
             assistant=options.assistant,
+            backend=options.backend,
         )
         row.update(probe_peak_mb(spec))
     key = "peak_device_mb" if "peak_device_mb" in rows["ar"] else "peak_rss_mb"
     for row in rows.values():  # on a GPU what counts is the device's memory
         row["memory_vs_ar"] = round(row[key] / rows["ar"][key], 3)
+        row["memory_vs_reference"] = round(row[key] / rows[row["reference"]][key], 3)
 
 
 def _retrieval_report(engine: Any, reference: list[Any], tasks: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ __all__ = ["ForwardPort"]
 class ForwardPort(Protocol):
     # what its cost curve is cached under: model, device, precision, threads
     identity: str
+    backend: str  # its name in `backends.BACKENDS`
     vocab_size: int
 
     def new_cache(self) -> Any:

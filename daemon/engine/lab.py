@@ -17,7 +17,7 @@ import torch
 from daemon.engine.decode import DecodeResult
 from daemon.engine.models import LoadedModel
 
-__all__ = ["backend_facts", "device_peak_mb", "hf_generate", "reset_device_peak"]
+__all__ = ["backend_facts", "device_peak_mb", "hf_generate", "reset_device_peak", "thread_count"]
 
 
 def hf_generate(
@@ -88,3 +88,8 @@ def device_peak_mb(lm: LoadedModel) -> float | None:
     if lm.device.type != "cuda":
         return None
     return float(torch.cuda.max_memory_allocated(lm.device)) / 2**20
+
+
+def thread_count() -> int:
+    """The threads torch computes with (peers get as many)."""
+    return torch.get_num_threads()

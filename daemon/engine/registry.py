@@ -29,6 +29,7 @@ __all__ = [
     "converted_dir",
     "known_names",
     "missing_packages",
+    "packaged_gguf",
 ]
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
@@ -115,6 +116,19 @@ def cache_root() -> Path:
 def converted_dir(model: PackagedModel) -> Path:
     """The safetensors copy of `model`; keyed by the GGUF hash so a new package never mixes in."""
     return cache_root() / "models" / f"{model.name}-{model.sha256[:12]}"
+
+
+def packaged_gguf(name: str) -> Path:
+    """The GGUF file of packaged model `name`, assembled into the cache on first use (peers such
+    as llama.cpp read it as shipped)."""
+    if name not in MODELS:
+        raise UsageError(f"{name!r} is not a packaged model; known models: {known_names()}")
+    model = MODELS[name]
+    folder = cache_root() / "gguf" / f"{model.name}-{model.sha256[:12]}"
+    target = folder / model.gguf_name
+    if target.is_file() and target.stat().st_size == model.size:
+        return target  # assembled and sha256-checked before, then renamed into place
+    return assemble_gguf(model, folder)
 
 
 def _part_file(part: Part) -> Path:

@@ -24,6 +24,7 @@ class TorchForward:
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
+        self.backend = "transformers"
         self.vocab_size = int(lm.model.config.vocab_size)
         self.identity = f"{lm.name}-{lm.device.type}-{lm.dtype_name}-t{torch.get_num_threads()}"
 

@@ -35,7 +35,7 @@ def test_row_speedup_identity_and_decode_rate() -> None:
         _done("codeswift", [1, 2, 3, 4], 2.0, 1, accepted=[2], retrieval_ms=[1.0, 3.0]),
         _done("codeswift", [5, 7], 2.0, 1, accepted=[0]),
     ]
-    row = method_row(fast, reference, ["a", "b"])
+    row = method_row(fast, reference, reference, ["a", "b"])
     assert row["speedup"] == (6 / 4) / (6 / 8)
     assert row["identical"] == 0.5 and row["mismatched"] == ["b"]
     assert row["mean_accepted"] == 6 / 4  # tokens per forward, prefill included
@@ -46,7 +46,7 @@ def test_row_speedup_identity_and_decode_rate() -> None:
 
 def test_hugging_face_rows_have_no_decode_rate() -> None:
     reference = [_done("ar", [1, 2], 2.0, 1)]
-    row = method_row([_done("pld", [1, 2], 1.0, 1)], reference, ["a"])
+    row = method_row([_done("pld", [1, 2], 1.0, 1)], reference, reference, ["a"])
     assert "decode_tokens_per_s" not in row and row["speedup"] == 2.0
 
 
@@ -58,8 +58,10 @@ def test_percentiles_of_nothing_is_nothing() -> None:
 def _report() -> dict[str, object]:
     reference = [_done("ar", [1, 2, 3], 3.0, 2)]
     rows = {
-        "ar": method_row(reference, reference, ["a"]),
-        "lookup": method_row([_done("lookup", [1, 2, 3], 2.0, 1, accepted=[1])], reference, ["a"]),
+        "ar": method_row(reference, reference, reference, ["a"]),
+        "lookup": method_row(
+            [_done("lookup", [1, 2, 3], 2.0, 1, accepted=[1])], reference, reference, ["a"]
+        ),
     }
     rows["ar"] |= {"peak_rss_mb": 1000.0, "memory_vs_ar": 1.0}
     env = {"model": "m", "device": "cpu", "dtype": "float32", "threads": 2, "cpu": "x"}

@@ -6,7 +6,8 @@
 - the backend-free half of the engine (the decode loop, drafters, trees, plans, budgets) imports
   no inference library and no backend module: a second backend plugs into the forward port;
 - the product (every module outside `daemon/bench/`) imports nothing from `daemon.bench`, and
-  nothing outside the lab imports `daemon.engine.lab`; the command line may reach the lab only
+  nothing outside the lab imports `daemon.engine.lab` or `daemon.engine.llamacpp` (the lab's
+  peers); the command line may reach the lab only
   from inside a function (the `bench` subcommand, and `generate` with a lab method).
 """
 
@@ -20,6 +21,7 @@ from tests.conftest import REPO
 
 PROJECT_PACKAGES = {"daemon", "lsp", "indexer"}
 INFERENCE = {"torch", "transformers", "llama_cpp", "gguf"}
+LAB_ONLY = ("daemon.engine.lab", "daemon.engine.llamacpp")
 BACKEND_FREE = (
     "decode.py",
     "drafters.py",
@@ -33,7 +35,15 @@ BACKEND_FREE = (
     "project_shards.py",
     "project_index.py",
 )
-BACKEND_MODULES = {"daemon.engine.models", "daemon.engine.torch_forward", "daemon.engine.attention"}
+BACKEND_MODULES = {
+    "daemon.engine.models",
+    "daemon.engine.torch_forward",
+    "daemon.engine.attention",
+    "daemon.engine.native_forward",
+    "daemon.engine.linears",
+    "daemon.engine.backends",
+    "daemon.engine.llamacpp",
+}
 
 
 @dataclass(frozen=True)
@@ -100,8 +110,9 @@ def violations(root: Path) -> list[str]:
                 lazy_cli = relative.as_posix() == "daemon/cli.py" and not imported.top_level
                 if not lazy_cli:
                     found.append(f"{where}: the product never imports the lab")
-            if not in_lab and _under(name, "daemon.engine.lab"):
-                found.append(f"{where}: only the lab imports daemon.engine.lab")
+            for lab_only in LAB_ONLY:
+                if not in_lab and _under(name, lab_only):
+                    found.append(f"{where}: only the lab imports {lab_only}")
     return found
 
 
@@ -120,6 +131,7 @@ def test_planted_violations_are_caught(tmp_path: Path) -> None:
         "daemon/serve.py": "def f():\n    from daemon import bench\n",
         "daemon/cli.py": "from daemon.bench.speed import run_bench\n",
         "daemon/assembly.py": "import transformers\nfrom daemon.engine.lab import hf_generate\n",
+        "daemon/setup_model.py": "from daemon.engine.llamacpp import LlamaCppPeer\n",
         "lsp/heavy.py": "import llama_cpp\n",
     }
     for name, source in planted.items():
@@ -141,6 +153,7 @@ def test_planted_violations_are_caught(tmp_path: Path) -> None:
         "daemon/cli.py imports daemon.bench.speed",
         "daemon/assembly.py imports transformers",
         "daemon/assembly.py imports daemon.engine.lab",
+        "daemon/setup_model.py imports daemon.engine.llamacpp",
         "lsp/heavy.py imports llama_cpp",
     ]
     for start in expected:
