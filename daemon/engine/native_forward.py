@@ -99,7 +99,8 @@ class NativeForward:
         self.kv_heads = int(config.num_key_value_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
         self.eps = float(config.rms_norm_eps)
-        self.compute_dtype = lm.dtype  # what the matrix products take
+        # what the matrix products take: int8 products quantize float32 rows themselves
+        self.compute_dtype = lm.dtype if weights == "same" else torch.float32
         self.identity = f"{lm.name}-{self.backend}-{lm.dtype_name}-t{torch.get_num_threads()}"
         with torch.inference_mode():
             self._layers = [self._load_layer(layer, weights) for layer in lm.model.model.layers]
@@ -158,10 +159,11 @@ class NativeForward:
         start = cache.length
         hidden = self._embed[torch.tensor(list(tokens), dtype=torch.long)].float()  # (Q, H)
         cos, sin = self._rope(positions)  # (Q, 1, D/2)
-        bias = _attention_bias(blocked, q_len, start, self.heads // self.kv_heads)
+        prefill = blocked is None and q_len > 1
+        bias = None if prefill else _tree_bias(blocked, q_len, start, self.heads // self.kv_heads)
         for index, layer in enumerate(self._layers):
             keys, values = cache.keys[index], cache.values[index]  # (KV, cap, D)
-            attended = self._attention(layer, hidden, keys, values, start, cos, sin, bias)
+            attended = self._attention(layer, hidden, keys, values, start, cos, sin, bias, prefill)
             hidden = hidden + attended
             hidden = hidden + self._mlp(layer, hidden)
         cache.length = start + q_len
@@ -180,6 +182,7 @@ class NativeForward:
         cos: torch.Tensor,
         sin: torch.Tensor,
         bias: torch.Tensor | None,  # (G*Q, T) additive, or None
+        prefill: bool,  # causal rows of a prompt: torch's fused attention
     ) -> torch.Tensor:
         q_len, heads, kv_heads, dim = hidden.shape[0], self.heads, self.kv_heads, self.head_dim
         normed = _rms_norm(hidden, layer.attn_norm, self.eps).to(self.compute_dtype)
@@ -190,6 +193,10 @@ class NativeForward:
         end = start + q_len
         keys[:, start:end] = _rotate(key, cos, sin).transpose(0, 1)
         values[:, start:end] = value.transpose(0, 1)
+        if prefill:
+            return layer.out(
+                self._causal(query, cos, sin, keys, values, start).to(self.compute_dtype)
+            ).float()
         groups = heads // kv_heads
         # head h reads key/value head h // groups: fold each group's queries into one matrix
         folded = (
@@ -207,10 +214,42 @@ class NativeForward:
         merged = mixed.view(kv_heads, groups, q_len, dim).permute(2, 0, 1, 3)
         return layer.out(merged.reshape(q_len, heads * dim).to(self.compute_dtype)).float()
 
+    def _causal(
+        self,
+        query: torch.Tensor,  # (Q, heads, D) before RoPE
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        keys: torch.Tensor,  # (KV, cap, D), rows up to start + Q written
+        values: torch.Tensor,
+        start: int,
+    ) -> torch.Tensor:
+        """Prompt rows attend causally through torch's fused kernel (a prompt of 1,500 tokens
+        would otherwise materialise a (heads, 1500, 1500) score matrix per layer); the rows it
+        writes are the same keys and values, only its reduction order differs. -> (Q, heads*D)"""
+        q_len = query.shape[0]
+        end = start + q_len
+        # in the matrix products' precision: bf16 here runs twice as fast as float32
+        dtype = self.compute_dtype
+        rotated = _rotate(query, cos, sin).transpose(0, 1)[None].to(dtype)  # (1, heads, Q, D)
+        mask = None
+        if start > 0:  # after reused rows: row i sees everything up to start + i
+            mask = torch.ones((q_len, end), dtype=torch.bool).tril_(start)
+        out = functional.scaled_dot_product_attention(
+            rotated,
+            keys[None, :, :end].to(dtype),
+            values[None, :, :end].to(dtype),
+            attn_mask=mask,
+            is_causal=start == 0,
+            enable_gqa=True,
+        )  # (1, heads, Q, D)
+        return out[0].transpose(0, 1).reshape(q_len, -1)
+
     def _mlp(self, layer: _Layer, hidden: torch.Tensor) -> torch.Tensor:
         normed = _rms_norm(hidden, layer.mlp_norm, self.eps).to(self.compute_dtype)
-        gate, up = layer.gate_up(normed).float().chunk(2, dim=-1)
-        return layer.down((functional.silu(gate) * up).to(self.compute_dtype)).float()
+        # the activation in the products' precision, as transformers does: converting the
+        # (Q, 2 * intermediate) block to float32 and back cost more than the products in a prefill
+        gate, up = layer.gate_up(normed).chunk(2, dim=-1)
+        return layer.down(functional.silu(gate) * up).float()
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         angles = positions.float()[:, None] * self._inv_freq[None]  # (Q, D/2)
@@ -248,15 +287,13 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
 
 
-def _attention_bias(
+def _tree_bias(
     blocked: torch.Tensor | None, q_len: int, start: int, groups: int
 ) -> torch.Tensor | None:
-    """Additive (G*Q, start+Q) bias: the past fully visible, the new rows by `blocked`; for a
-    prefill (blocked None, Q > 1) the causal mask. None for one row."""
-    if q_len == 1:
+    """Additive (G*Q, start+Q) bias: the past fully visible, the new rows by `blocked`. None
+    for one row."""
+    if q_len == 1 or blocked is None:
         return None
-    if blocked is None:
-        blocked = torch.ones((q_len, q_len), dtype=torch.bool).triu_(1)
     bias = torch.zeros((q_len, start + q_len), dtype=torch.float32)
     bias[:, start:].masked_fill_(blocked, float("-inf"))
     return bias.repeat(groups, 1)
