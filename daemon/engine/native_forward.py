@@ -6,10 +6,11 @@ per call; a step ran at 2.4x the time it takes to stream the weights once (DESIG
 step is the weight matrices (the `Linear`s of `linears.py`) plus a few small float32 operations:
 
 - keys and values live in one float32 buffer per model, written in place, grown by doubling;
-- attention folds the query heads of a key/value group into one matrix product (no repeated
-  K/V), with float32 scores and softmax, and it is the same function for a one-token step and a
-  draft tree, so `ar` and verification share every line of arithmetic;
-- RoPE tables are computed once; the residual stream and the norms stay in float32.
+- attention (`exact_attention.py`) is one function for prompt rows, one-token steps and draft
+  trees, and gives a row the same bits whichever rows it is computed with; with the row-invariant
+  int8 products of `native-w8a8`, a verified tree row is exactly the one-token step's row;
+- prompts are prefilled in chunks, whose rows equal an unchunked prefill's for the same reason;
+- the residual stream and the norms stay in float32.
 
 The weights are the loaded transformers model's own tensors (bf16/fp32 share memory with it) or
 their int8 copies (`linears.Int8Linear`).
@@ -25,12 +26,20 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from daemon.engine.exact_attention import (
+    BLOCK,
+    RowLayout,
+    causal_layout,
+    exact_attention,
+    tree_layout,
+)
 from daemon.engine.linears import Linear, make_linear
 from daemon.engine.models import LoadedModel
 
 __all__ = ["KVBuffer", "NativeForward", "supports_native"]
 
 _FIRST_CAPACITY = 512
+_PREFILL_CHUNK = 256  # prompt rows per forward: bounds the (rows x keys) score block
 _SUPPORTED = ("qwen2", "llama")
 
 
@@ -45,13 +54,15 @@ class _Layer:
 
 
 class KVBuffer:
-    """Keys and values of every layer, (layers, kv_heads, capacity, head_dim) float32; rows
-    [0, length) are valid. Cropping only moves `length`."""
+    """Keys (layers, kv_heads, capacity, head_dim) and values (..., head_dim + 1, the last
+    column ones: exact_attention.py) of every layer, float32; rows [0, length) are valid.
+    Cropping only moves `length`."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, capacity: int) -> None:
-        shape = (layers, kv_heads, capacity, head_dim)
-        self.keys = torch.empty(shape, dtype=torch.float32)
-        self.values = torch.empty(shape, dtype=torch.float32)
+        # zeros, not garbage: attention reads whole blocks and gives unused slots zero weight,
+        # which only stays zero for finite values
+        self.keys = torch.zeros((layers, kv_heads, capacity, head_dim), dtype=torch.float32)
+        self.values = _values_buffer(layers, kv_heads, capacity, head_dim)
         self.length = 0
 
     @property
@@ -64,11 +75,18 @@ class KVBuffer:
         if needed <= self.capacity:
             return
         capacity = max(needed, 2 * self.capacity)
-        for name in ("keys", "values"):
-            old = getattr(self, name)
-            new = torch.empty((*old.shape[:2], capacity, old.shape[3]), dtype=old.dtype)
-            new[:, :, : self.length] = old[:, :, : self.length]
-            setattr(self, name, new)
+        layers, kv_heads, _, head_dim = self.keys.shape
+        keys = torch.zeros((layers, kv_heads, capacity, head_dim), dtype=torch.float32)
+        values = _values_buffer(layers, kv_heads, capacity, head_dim)
+        keys[:, :, : self.length] = self.keys[:, :, : self.length]
+        values[:, :, : self.length] = self.values[:, :, : self.length]
+        self.keys, self.values = keys, values
+
+
+def _values_buffer(layers: int, kv_heads: int, capacity: int, head_dim: int) -> torch.Tensor:
+    values = torch.zeros((layers, kv_heads, capacity, head_dim + 1), dtype=torch.float32)
+    values[..., head_dim] = 1.0
+    return values
 
 
 def supports_native(lm: LoadedModel) -> bool:
@@ -117,8 +135,13 @@ class NativeForward:
 
     @torch.inference_mode()
     def prefill(self, cache: KVBuffer, tokens: Sequence[int]) -> int:
-        positions = torch.arange(cache.length, cache.length + len(tokens))
-        logits = self._forward(cache, tokens, positions, None, last_only=True)  # (1, V)
+        tokens = list(tokens)
+        for begin in range(0, len(tokens), _PREFILL_CHUNK):
+            chunk = tokens[begin : begin + _PREFILL_CHUNK]
+            start = cache.length
+            positions = torch.arange(start, start + len(chunk))
+            layout = causal_layout(start, len(chunk))
+            logits = self._forward(cache, chunk, positions, layout, last_only=True)  # (1, V)
         return int(logits[-1].max(dim=-1).indices)
 
     @torch.inference_mode()
@@ -126,10 +149,8 @@ class NativeForward:
         self, cache: KVBuffer, tokens: Sequence[int], depths: Sequence[int], visible: np.ndarray
     ) -> list[int]:
         positions = torch.tensor(depths, dtype=torch.long) + cache.length
-        blocked = None
-        if len(tokens) > 1:
-            blocked = torch.from_numpy(~visible)  # (N+1, N+1) True where a row may not look
-        logits = self._forward(cache, tokens, positions, blocked)  # (N+1, V)
+        layout = tree_layout(cache.length, visible)
+        logits = self._forward(cache, tokens, positions, layout)  # (N+1, V)
         return list(logits.max(dim=-1).indices.tolist())  # the step's one host sync
 
     @torch.inference_mode()
@@ -150,20 +171,18 @@ class NativeForward:
         cache: KVBuffer,
         tokens: Sequence[int],
         positions: torch.Tensor,  # (Q,)
-        blocked: torch.Tensor | None,  # (Q, Q) bool over the new rows, None: causal-free
+        layout: RowLayout,
         last_only: bool = False,
     ) -> torch.Tensor:
         """Logits (Q, V), or (1, V) for the last token only; appends Q rows to `cache`."""
         q_len = len(tokens)
-        cache.reserve(q_len)
+        cache.reserve(q_len + BLOCK)  # attention reads whole blocks past the last row
         start = cache.length
         hidden = self._embed[torch.tensor(list(tokens), dtype=torch.long)].float()  # (Q, H)
         cos, sin = self._rope(positions)  # (Q, 1, D/2)
-        prefill = blocked is None and q_len > 1
-        bias = None if prefill else _tree_bias(blocked, q_len, start, self.heads // self.kv_heads)
         for index, layer in enumerate(self._layers):
             keys, values = cache.keys[index], cache.values[index]  # (KV, cap, D)
-            attended = self._attention(layer, hidden, keys, values, start, cos, sin, bias, prefill)
+            attended = self._attention(layer, hidden, keys, values, start, cos, sin, layout)
             hidden = hidden + attended
             hidden = hidden + self._mlp(layer, hidden)
         cache.length = start + q_len
@@ -181,8 +200,7 @@ class NativeForward:
         start: int,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        bias: torch.Tensor | None,  # (G*Q, T) additive, or None
-        prefill: bool,  # causal rows of a prompt: torch's fused attention
+        layout: RowLayout,
     ) -> torch.Tensor:
         q_len, heads, kv_heads, dim = hidden.shape[0], self.heads, self.kv_heads, self.head_dim
         normed = _rms_norm(hidden, layer.attn_norm, self.eps).to(self.compute_dtype)
@@ -192,57 +210,9 @@ class NativeForward:
         value = qkv[:, (heads + kv_heads) * dim :].view(q_len, kv_heads, dim)
         end = start + q_len
         keys[:, start:end] = _rotate(key, cos, sin).transpose(0, 1)
-        values[:, start:end] = value.transpose(0, 1)
-        if prefill:
-            return layer.out(
-                self._causal(query, cos, sin, keys, values, start).to(self.compute_dtype)
-            ).float()
-        groups = heads // kv_heads
-        # head h reads key/value head h // groups: fold each group's queries into one matrix
-        folded = (
-            _rotate(query, cos, sin)
-            .view(q_len, kv_heads, groups, dim)
-            .permute(1, 2, 0, 3)
-            .reshape(kv_heads, groups * q_len, dim)
-        )
-        scores = torch.bmm(folded, keys[:, :end].transpose(1, 2))  # (KV, G*Q, T)
-        scores.mul_(dim**-0.5)
-        if bias is not None:
-            scores.add_(bias)
-        weights = torch.softmax(scores, dim=-1)
-        mixed = torch.bmm(weights, values[:, :end])  # (KV, G*Q, D)
-        merged = mixed.view(kv_heads, groups, q_len, dim).permute(2, 0, 1, 3)
-        return layer.out(merged.reshape(q_len, heads * dim).to(self.compute_dtype)).float()
-
-    def _causal(
-        self,
-        query: torch.Tensor,  # (Q, heads, D) before RoPE
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        keys: torch.Tensor,  # (KV, cap, D), rows up to start + Q written
-        values: torch.Tensor,
-        start: int,
-    ) -> torch.Tensor:
-        """Prompt rows attend causally through torch's fused kernel (a prompt of 1,500 tokens
-        would otherwise materialise a (heads, 1500, 1500) score matrix per layer); the rows it
-        writes are the same keys and values, only its reduction order differs. -> (Q, heads*D)"""
-        q_len = query.shape[0]
-        end = start + q_len
-        # in the matrix products' precision: bf16 here runs twice as fast as float32
-        dtype = self.compute_dtype
-        rotated = _rotate(query, cos, sin).transpose(0, 1)[None].to(dtype)  # (1, heads, Q, D)
-        mask = None
-        if start > 0:  # after reused rows: row i sees everything up to start + i
-            mask = torch.ones((q_len, end), dtype=torch.bool).tril_(start)
-        out = functional.scaled_dot_product_attention(
-            rotated,
-            keys[None, :, :end].to(dtype),
-            values[None, :, :end].to(dtype),
-            attn_mask=mask,
-            is_causal=start == 0,
-            enable_gqa=True,
-        )  # (1, heads, Q, D)
-        return out[0].transpose(0, 1).reshape(q_len, -1)
+        values[:, start:end, :dim] = value.transpose(0, 1)
+        mixed = exact_attention(_rotate(query, cos, sin), keys, values, layout)  # (Q, heads*D)
+        return layer.out(mixed.to(self.compute_dtype)).float()
 
     def _mlp(self, layer: _Layer, hidden: torch.Tensor) -> torch.Tensor:
         normed = _rms_norm(hidden, layer.mlp_norm, self.eps).to(self.compute_dtype)
@@ -285,15 +255,3 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     """RoPE in the half-split layout Qwen2/Llama checkpoints use: x (Q, heads, D) float32."""
     first, second = x.chunk(2, dim=-1)
     return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
-
-
-def _tree_bias(
-    blocked: torch.Tensor | None, q_len: int, start: int, groups: int
-) -> torch.Tensor | None:
-    """Additive (G*Q, start+Q) bias: the past fully visible, the new rows by `blocked`. None
-    for one row."""
-    if q_len == 1 or blocked is None:
-        return None
-    bias = torch.zeros((q_len, start + q_len), dtype=torch.float32)
-    bias[:, start:].masked_fill_(blocked, float("-inf"))
-    return bias.repeat(groups, 1)

@@ -1,5 +1,6 @@
-"""The native forward: transformers' logits in float32, tree rows equal to one-by-one rows, a
-KV buffer that grows and compacts, and int8 products that do not depend on the other rows."""
+"""The native forward: transformers' logits in float32; tree rows, one-token rows and prompt
+rows bit for bit equal at the same position; a KV buffer that grows and compacts; int8
+products that do not depend on the other rows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from daemon.engine.exact_attention import causal_layout, tree_layout
 from daemon.engine.linears import DenseLinear, Int8Linear
 from daemon.engine.models import LoadedModel
 from daemon.engine.native_forward import KVBuffer, NativeForward, supports_native
@@ -48,33 +50,63 @@ def test_logits_equal_transformers_in_float32(tiny_lm: LoadedModel) -> None:
     with torch.inference_mode():
         expected = tiny_lm.model(input_ids=torch.tensor([tokens])).logits[0]
         cache = native.new_cache()
-        first = native._forward(cache, tokens[:300], torch.arange(300), None)
-        rest = native._forward(cache, tokens[300:], torch.arange(300, 600), None)
+        first = native._forward(cache, tokens[:300], torch.arange(300), causal_layout(0, 300))
+        rest = native._forward(cache, tokens[300:], torch.arange(300, 600), causal_layout(300, 300))
     assert cache.length == 600 and cache.capacity >= 600
     assert torch.allclose(torch.cat([first, rest]), expected, atol=1e-4)
 
 
+def _same(a: torch.Tensor, b: torch.Tensor, weights: str) -> bool:
+    """int8 products are row-invariant, so int8 rows must match bit for bit; float matrix
+    products take another kernel for one row than for many (float32 here), so they match to
+    rounding only."""
+    return torch.equal(a, b) if weights == "int8" else torch.allclose(a, b, atol=1e-4)
+
+
 @pytest.mark.parametrize("weights", ["same", "int8"])
-def test_tree_rows_equal_one_by_one_rows(tiny_lm: LoadedModel, weights: str) -> None:
+@pytest.mark.parametrize("prompt_len", [40, 60, 127, 128, 300])  # trees across block edges too
+def test_tree_rows_equal_one_token_steps(
+    tiny_lm: LoadedModel, weights: str, prompt_len: int
+) -> None:
+    """A tree row's keys, values and logits are those of plain greedy steps over its path;
+    with int8 products bit for bit: what makes verification lossless in any precision."""
     native = NativeForward(tiny_lm, weights)
-    prompt = list(range(40))
-    tree = build_tree([Candidate((1, 2, 3)), Candidate((1, 4)), Candidate((5, 6))], 16, 8)
+    prompt = [(5 * i + 1) % VOCAB for i in range(prompt_len)]
+    candidates = [Candidate((1, 2, 3, 9, 9, 9)), Candidate((1, 4)), Candidate((5, 6, 7))]
+    tree = build_tree(candidates, 16, 8)
     with torch.inference_mode():
         cache = native.new_cache()
-        native._forward(cache, prompt, torch.arange(len(prompt)), None)
+        native.prefill(cache, prompt)
         depths = torch.tensor((0, *tree.depths)) + len(prompt)
-        blocked = torch.from_numpy(~ancestor_matrix(tree))
-        tree_logits = native._forward(cache, [7, *tree.tokens], depths, blocked)
+        layout = tree_layout(len(prompt), ancestor_matrix(tree))
+        tree_logits = native._forward(cache, [7, *tree.tokens], depths, layout)
         for node in range(tree.size):
             path, walk = [], node
             while walk >= 0:
                 path.append(tree.tokens[walk])
                 walk = tree.parents[walk]
-            sequence = [*prompt, 7, *reversed(path)]
-            alone = native._forward(
-                native.new_cache(), sequence, torch.arange(len(sequence)), None
-            )[-1]
-            assert torch.allclose(tree_logits[node + 1], alone, atol=1e-4)
+            steps = native.new_cache()
+            native.prefill(steps, prompt)
+            for token in [7, *reversed(path)]:
+                one = tree_layout(steps.length, np.ones((1, 1), dtype=bool))
+                position = torch.tensor([steps.length])
+                alone = native._forward(steps, [token], position, one)[-1]
+            assert _same(tree_logits[node + 1], alone, weights)
+            row = len(prompt) + 1 + node
+            assert _same(cache.keys[:, :, row], steps.keys[:, :, steps.length - 1], weights)
+
+
+@pytest.mark.parametrize("weights", ["same", "int8"])
+def test_chunked_prefill_rows_equal_one_by_one_rows(tiny_lm: LoadedModel, weights: str) -> None:
+    native = NativeForward(tiny_lm, weights)
+    tokens = [(3 * i + 2) % VOCAB for i in range(300)]
+    whole, stepped = native.new_cache(), native.new_cache()
+    native.prefill(whole, tokens)  # chunks of 256 rows
+    native.prefill(stepped, tokens[:100])
+    for token in tokens[100:]:
+        native.prefill(stepped, [token])
+    assert _same(whole.keys[:, :, :300], stepped.keys[:, :, :300], weights)
+    assert _same(whole.values[:, :, :300], stepped.values[:, :, :300], weights)
 
 
 def test_keep_gathers_the_accepted_rows(tiny_lm: LoadedModel) -> None:

@@ -120,7 +120,7 @@ def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) ->
     assert reuse.reused > len(prompt) // 2
 
 
-@pytest.mark.parametrize("backend", ["native"])  # native-w8a8 is not exact yet (backends.py)
+@pytest.mark.parametrize("backend", ["native", "native-w8a8"])
 def test_native_backends_are_exact_in_float32(lab: Lab, backend: str) -> None:
     """Our decoder in its exact mode: every speculative method equals its own greedy; in
     float32 its greedy is transformers' too."""
