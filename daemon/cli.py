@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--suite",
         default="humaneval",
-        help="humaneval, repo:DIST, edit:DIST (an editing session), stores, index, lsp or soak",
+        help="humaneval, repo:DIST, edit:DIST (editing session), steps, stores, index, lsp, soak",
     )
     bench.add_argument(
         "--minutes",

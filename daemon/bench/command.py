@@ -25,6 +25,14 @@ def run_bench_command(args: argparse.Namespace) -> int:
         if args.json_file:
             args.json_file.write_text(json.dumps(report, indent=2))
         return 0 if all(report["checks"].values()) else 1
+    if args.suite == "steps":
+        from daemon.bench.steps import format_steps, run_steps_bench
+
+        report = run_steps_bench(args.model, args.dtype)
+        print(format_steps(report))
+        if args.json_file:
+            args.json_file.write_text(json.dumps(report, indent=2))
+        return 0
     if args.suite in ("stores", "index", "lsp"):
         from daemon.bench.index import run_index_bench
         from daemon.bench.latency import run_lsp_bench

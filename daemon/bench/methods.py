@@ -40,6 +40,7 @@ __all__ = [
     "METHODS",
     "Lab",
     "lab_plan",
+    "llamacpp_peer",
     "needs_stores",
     "put_text",
     "runtime_environment",
@@ -226,9 +227,8 @@ class Lab:
                 f"the llama.cpp peers take up to {_LLAMACPP_CONTEXT} prompt + new tokens"
             )
         if method not in self._llamacpp:
-            gguf = packaged_gguf(lm.name)
             lookup = method == "llamacpp-pld"
-            self._llamacpp[method] = LlamaCppPeer(gguf, thread_count(), _LLAMACPP_CONTEXT, lookup)
+            self._llamacpp[method] = llamacpp_peer(lm.name, thread_count(), lookup)
         decoded = self._llamacpp[method].generate(prompt, stop.max_new_tokens, lm.eos_ids)
         rule = StopRule(stop.max_new_tokens, lm.eos_ids, stop.strings, self.engine.decode)
         text = rule.trim(self.engine.decode(decoded.tokens))
@@ -253,6 +253,11 @@ def _run_hf(
     )
     rule = StopRule(stop.max_new_tokens, lm.eos_ids, stop.strings, engine.decode)
     return Completion(method, rule.trim(engine.decode(decoded.tokens)), decoded, DraftStats())
+
+
+def llamacpp_peer(model: str, threads: int, lookup: bool) -> LlamaCppPeer:
+    """llama.cpp on packaged model `model`'s GGUF, as shipped; with prompt lookup or not."""
+    return LlamaCppPeer(packaged_gguf(model), threads, _LLAMACPP_CONTEXT, lookup)
 
 
 def put_text(index: ProjectIndex, relative: str, text: str) -> None:

@@ -72,8 +72,8 @@ def _suite_tasks(options: BenchOptions) -> tuple[Path | None, list[BenchTask]]:
         root, tasks = repo_tasks(options.suite.removeprefix("repo:"), options.limit, options.seed)
         return root, [BenchTask(t.task_id, t.prompt, t) for t in tasks]
     raise UsageError(
-        f"unknown suite {options.suite!r}; available: humaneval, repo:DIST, edit:DIST, stores, "
-        "index, lsp"
+        f"unknown suite {options.suite!r}; available: humaneval, repo:DIST, edit:DIST, steps, "
+        "stores, index, lsp"
     )
 
 

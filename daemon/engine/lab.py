@@ -17,7 +17,14 @@ import torch
 from daemon.engine.decode import DecodeResult
 from daemon.engine.models import LoadedModel
 
-__all__ = ["backend_facts", "device_peak_mb", "hf_generate", "reset_device_peak", "thread_count"]
+__all__ = [
+    "backend_facts",
+    "device_peak_mb",
+    "hf_generate",
+    "reset_device_peak",
+    "thread_count",
+    "weight_stream_ms",
+]
 
 
 def hf_generate(
@@ -93,3 +100,22 @@ def device_peak_mb(lm: LoadedModel) -> float | None:
 def thread_count() -> int:
     """The threads torch computes with (peers get as many)."""
     return torch.get_num_threads()
+
+
+def weight_stream_ms(lm: LoadedModel, repeats: int = 9) -> float:
+    """The floor of a one-token step: every weight matrix of the model multiplied once by one
+    row, in its own precision (median of `repeats`); the rest of a step is overhead."""
+    matrices = [
+        module.weight
+        for module in lm.model.modules()
+        if isinstance(module, torch.nn.Linear) and module.weight.dim() == 2
+    ]
+    rows = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype) for w in matrices}
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for weight in matrices:
+                torch.nn.functional.linear(rows[weight.shape[1]], weight)
+            times.append(time.perf_counter() - started)
+    return 1000 * sorted(times)[len(times) // 2]

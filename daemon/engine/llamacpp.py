@@ -108,6 +108,20 @@ class LlamaCppPeer:
                 break
         return tokens
 
+    def forward_ms(self, context: Sequence[int], rows: int, repeats: int = 5) -> float:
+        """One forward over `rows` new tokens after `context`, logits for every row (what
+        verifying a draft of `rows` tokens costs), median of `repeats`."""
+        llm = self.llm
+        llm.reset()
+        llm.eval(list(context))
+        times = []
+        for _ in range(repeats):
+            llm.n_tokens = len(context)  # eval drops the rows after n_tokens first
+            started = time.perf_counter()
+            llm.eval([int(t) % self.vocab for t in range(1000, 1000 + rows)])
+            times.append(time.perf_counter() - started)
+        return 1000 * sorted(times)[len(times) // 2]
+
     def _last_argmax(self) -> int:
         row = self.api.llama_get_logits_ith(self.llm.ctx, -1)
         return int(np.argmax(np.ctypeslib.as_array(row, shape=(self.vocab,))))
