@@ -14,8 +14,8 @@ positions:
 - within a block, one matrix product of 64 terms gives the weighted values and the weights'
   total at once (the value rows carry a last column of ones); a block is the same 64 slots in
   the same order for every layout (missing keys are zero weights, which add nothing);
-- blocks are combined by a sequential sum in absolute order, so trailing empty blocks change
-  nothing either.
+- blocks are added one by one in absolute order (plain float32 additions), so trailing empty
+  blocks change nothing either.
 
 Rows see the blocks wholly before the step's first new position in place (`shared`), and the
 rest through a small per-row gather (`tail_index`) that puts the row's own keys back in
@@ -122,7 +122,12 @@ def exact_attention(
         else:  # gathered per row
             mixed = torch.matmul(weights.transpose(2, 3), block_values).transpose(2, 3)
         mixes.append(mixed)  # (KV, Q, G, blocks, D+1)
-    total = torch.cat(mixes, dim=3).cumsum(dim=3)[:, :, :, -1]  # (KV, Q, G, D+1), in order
+    # a loop, not `cumsum` or `sum`: their grouping (and precision) is the kernel's choice;
+    # here every row's blocks are added in the same order whatever the rows around it
+    blocks_in_order = [mixed[:, :, :, b] for mixed in mixes for b in range(mixed.shape[3])]
+    total = blocks_in_order[0].clone()  # (KV, Q, G, D+1)
+    for block in blocks_in_order[1:]:
+        total += block
     out = total[..., :dim] / total[..., dim:]
     return out.permute(1, 0, 2, 3).reshape(q_len, heads * dim)
 
