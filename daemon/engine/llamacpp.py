@@ -69,7 +69,8 @@ class LlamaCppPeer:
             self.counted.evals += 1
             evaluate(tokens)
 
-        self.llm.eval = counting_eval  # type: ignore[method-assign]
+        patched: Any = self.llm  # typed or not, depending on whether llama_cpp is installed
+        patched.eval = counting_eval
 
     def generate(
         self, prompt: Sequence[int], max_new_tokens: int, eos_ids: frozenset[int]
