@@ -195,7 +195,9 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["suite"] == "humaneval" and report["env"]["dtype"] == "float32"
-    assert set(report["methods"]) == {"ar", "pld", "codeswift"}
+    # pld runs transformers: its own greedy, ar@transformers, runs beside it as its reference
+    assert set(report["methods"]) == {"ar", "pld", "codeswift", "ar@transformers"}
+    assert report["methods"]["pld"]["reference"] == "ar@transformers"
     for row in report["methods"].values():
         assert row["identical"] == 1.0
         assert row["tokens_per_s"] > 0 and row["mean_accepted"] >= 1.0
