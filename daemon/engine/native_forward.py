@@ -136,6 +136,8 @@ class NativeForward:
     @torch.inference_mode()
     def prefill(self, cache: KVBuffer, tokens: Sequence[int]) -> int:
         tokens = list(tokens)
+        if not tokens:
+            raise ValueError("nothing to prefill")
         for begin in range(0, len(tokens), _PREFILL_CHUNK):
             chunk = tokens[begin : begin + _PREFILL_CHUNK]
             start = cache.length
