@@ -13,48 +13,24 @@ from collections.abc import Sequence
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from daemon.engine.attention import use_folded_attention
 from daemon.engine.budget import FixedBudget
 from daemon.engine.decode import generate
 from daemon.engine.drafters import ContextLookupDrafter
 from daemon.engine.forward import ForwardPort
-from daemon.engine.models import LoadedModel
 from daemon.engine.native_forward import NativeForward
 from daemon.engine.stops import StopRule
 from daemon.engine.torch_forward import TorchForward
 from daemon.engine.tree import Candidate
-
-VOCAB = 97
+from tests.engine_tests.tiny_model import VOCAB, tiny_qwen2
 
 
 @pytest.fixture(scope="module", params=["sdpa", "folded", "native", "native-w8a8"])
 def tiny(request: pytest.FixtureRequest) -> ForwardPort:
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        initializer_range=0.3,
-        tie_word_embeddings=False,
-    )
-    model = Qwen2ForCausalLM(config).eval()
+    lm = tiny_qwen2(max_positions=512)
     if request.param == "folded":
-        assert use_folded_attention(model)  # what load_model does: trees attend per KV head
-    lm = LoadedModel(
-        model=model,
-        tokenizer=None,
-        name="tiny-qwen2",  # type: ignore[arg-type]
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        eos_ids=frozenset(),
-        load_seconds=0.0,
-    )
+        assert use_folded_attention(lm.model)  # what load_model does: trees attend per KV head
     if request.param.startswith("native"):
         return NativeForward(lm, "int8" if request.param == "native-w8a8" else "same")
     return TorchForward(lm)

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from daemon.bench.methods import Lab, lab_plan, split_method
 from daemon.engine.backends import open_forward, resolve_backend
 from daemon.engine.engine import Engine
-from daemon.engine.models import LoadedModel
 from daemon.errors import UsageError
+from tests.engine_tests.tiny_model import tiny_qwen2
 
 
 @pytest.fixture(scope="module")
 def lab() -> Lab:
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    lm = LoadedModel(
-        model=Qwen2ForCausalLM(config).eval(),
-        tokenizer=None,  # type: ignore[arg-type]
-        name="tiny-qwen2",
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        eos_ids=frozenset(),
-        load_seconds=0.0,
-    )
+    lm = tiny_qwen2(layers=1)
     return Lab(Engine(lm, open_forward(lm, "auto")))
 
 

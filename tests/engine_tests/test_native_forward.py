@@ -7,40 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from daemon.engine.exact_attention import causal_layout, tree_layout
 from daemon.engine.linears import DenseLinear, Int8Linear
 from daemon.engine.models import LoadedModel
 from daemon.engine.native_forward import KVBuffer, NativeForward, supports_native
 from daemon.engine.tree import Candidate, ancestor_matrix, build_tree
-
-VOCAB = 97
+from tests.engine_tests.tiny_model import VOCAB, tiny_qwen2
 
 
 @pytest.fixture(scope="module")
 def tiny_lm() -> LoadedModel:
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.3,
-        tie_word_embeddings=False,
-    )
-    return LoadedModel(
-        model=Qwen2ForCausalLM(config).eval(),
-        tokenizer=None,  # type: ignore[arg-type]
-        name="tiny-qwen2",
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        eos_ids=frozenset(),
-        load_seconds=0.0,
-    )
+    return tiny_qwen2()
 
 
 def test_logits_equal_transformers_in_float32(tiny_lm: LoadedModel) -> None:
