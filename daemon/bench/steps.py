@@ -10,6 +10,7 @@ packaged GGUF, with logits for every row as a verification needs.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,6 @@ _REPEATS = 9
 
 def step_ms(port: Any, context: list[int], rows: int, repeats: int = _REPEATS) -> float:
     """Median milliseconds of `port.verify` over a chain of `rows` tokens after `context`."""
-    import time
-
     cache = port.new_cache()
     port.prefill(cache, context)
     visible = np.tril(np.ones((rows, rows), dtype=bool))
