@@ -42,9 +42,15 @@ class RowLayout:
     given (True: not this row's key). A tree step adds, per row, `tail_index` (Q, L): the
     physical slots of the row's keys from `shared` on, in absolute order, `tail_mask` marking
     the padding. `shared` and L are multiples of BLOCK.
+
+    The same keys as the C kernel (`cpu_kernels.attention`) takes them: row i reads the slots
+    [0, prefix[i]) and then extra[i, :extra_count[i]].
     """
 
     shared: int
+    prefix: torch.Tensor  # (Q,) int64
+    extra: torch.Tensor  # (Q, E) int64
+    extra_count: torch.Tensor  # (Q,) int64
     shared_mask: torch.Tensor | None = None
     tail_index: torch.Tensor | None = None
     tail_mask: torch.Tensor | None = None
@@ -55,7 +61,13 @@ def causal_layout(start: int, q_len: int) -> RowLayout:
     shared = _round_up(start + q_len)
     columns = torch.arange(shared)
     rows = torch.arange(start, start + q_len)
-    return RowLayout(shared, shared_mask=columns[None, :] > rows[:, None])
+    return RowLayout(
+        shared,
+        prefix=rows + 1,
+        extra=torch.zeros((q_len, 1), dtype=torch.long),
+        extra_count=torch.zeros(q_len, dtype=torch.long),
+        shared_mask=columns[None, :] > rows[:, None],
+    )
 
 
 def tree_layout(start: int, visible: np.ndarray) -> RowLayout:
@@ -71,8 +83,17 @@ def tree_layout(start: int, visible: np.ndarray) -> RowLayout:
     for i, slots in enumerate(rows):
         index[i, : len(slots)] = slots
         padding[i, : len(slots)] = False
+    own = [start + np.flatnonzero(row) for row in visible]
+    extra = np.zeros((len(own), max(len(o) for o in own)), dtype=np.int64)
+    for i, slots in enumerate(own):
+        extra[i, : len(slots)] = slots
     return RowLayout(
-        shared, tail_index=torch.from_numpy(index), tail_mask=torch.from_numpy(padding)
+        shared,
+        prefix=torch.full((len(own),), start, dtype=torch.long),
+        extra=torch.from_numpy(extra),
+        extra_count=torch.tensor([len(o) for o in own], dtype=torch.long),
+        tail_index=torch.from_numpy(index),
+        tail_mask=torch.from_numpy(padding),
     )
 
 

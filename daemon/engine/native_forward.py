@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from daemon.engine import cpu_kernels
 from daemon.engine.exact_attention import (
     BLOCK,
     RowLayout,
@@ -117,9 +118,20 @@ class NativeForward:
         self.kv_heads = int(config.num_key_value_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
         self.eps = float(config.rms_norm_eps)
+        # the C kernels where this CPU has them (faster, and row-invariant by construction);
+        # torch's own operations otherwise
+        self.kernels = (
+            cpu_kernels.kernel_available()
+            and self.head_dim == 64
+            and int(config.hidden_size) % 16 == 0
+            and self.heads // self.kv_heads <= 16  # the attention kernel's bound
+        )
         # what the matrix products take: int8 products quantize float32 rows themselves
         self.compute_dtype = lm.dtype if weights == "same" else torch.float32
-        self.identity = f"{lm.name}-{self.backend}-{lm.dtype_name}-t{torch.get_num_threads()}"
+        kernels = "-c" if self.kernels else ""
+        self.identity = (
+            f"{lm.name}-{self.backend}{kernels}-{lm.dtype_name}-t{torch.get_num_threads()}"
+        )
         with torch.inference_mode():
             self._layers = [self._load_layer(layer, weights) for layer in lm.model.model.layers]
             self._embed = lm.model.model.embed_tokens.weight  # (V, hidden)
@@ -190,8 +202,13 @@ class NativeForward:
         cache.length = start + q_len
         if last_only:
             hidden = hidden[-1:]
-        normed = _rms_norm(hidden, self._final_norm, self.eps).to(self.compute_dtype)
+        normed = self._norm(hidden, self._final_norm).to(self.compute_dtype)
         return self._head(normed)
+
+    def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.kernels:
+            return cpu_kernels.rms_norm(hidden, weight, self.eps)
+        return _rms_norm(hidden, weight, self.eps)
 
     def _attention(
         self,
@@ -205,7 +222,7 @@ class NativeForward:
         layout: RowLayout,
     ) -> torch.Tensor:
         q_len, heads, kv_heads, dim = hidden.shape[0], self.heads, self.kv_heads, self.head_dim
-        normed = _rms_norm(hidden, layer.attn_norm, self.eps).to(self.compute_dtype)
+        normed = self._norm(hidden, layer.attn_norm).to(self.compute_dtype)
         qkv = layer.qkv(normed).float()  # (Q, (heads + 2 kv) * D)
         query = qkv[:, : heads * dim].view(q_len, heads, dim)
         key = qkv[:, heads * dim : (heads + kv_heads) * dim].view(q_len, kv_heads, dim)
@@ -213,11 +230,17 @@ class NativeForward:
         end = start + q_len
         keys[:, start:end] = _rotate(key, cos, sin).transpose(0, 1)
         values[:, start:end, :dim] = value.transpose(0, 1)
-        mixed = exact_attention(_rotate(query, cos, sin), keys, values, layout)  # (Q, heads*D)
+        rotated = _rotate(query, cos, sin)
+        if self.kernels:
+            mixed = cpu_kernels.attention(
+                rotated, keys, values, layout.prefix, layout.extra, layout.extra_count, dim**-0.5
+            )
+        else:
+            mixed = exact_attention(rotated, keys, values, layout)  # (Q, heads * D)
         return layer.out(mixed.to(self.compute_dtype)).float()
 
     def _mlp(self, layer: _Layer, hidden: torch.Tensor) -> torch.Tensor:
-        normed = _rms_norm(hidden, layer.mlp_norm, self.eps).to(self.compute_dtype)
+        normed = self._norm(hidden, layer.mlp_norm).to(self.compute_dtype)
         # the activation in the products' precision, as transformers does: converting the
         # (Q, 2 * intermediate) block to float32 and back cost more than the products in a prefill
         gate, up = layer.gate_up(normed).chunk(2, dim=-1)

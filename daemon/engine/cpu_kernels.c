@@ -1,0 +1,342 @@
+/* W8A8 linear for a few rows on AVX-512 VNNI: out = dequant(quant(x) . W^T) (+ bias).
+ *
+ * Why a kernel of our own: torch's `_int_mm` streams int8 weights at memory speed for one row,
+ * but from two rows on it ran 3x slower on a 2-core AMD EPYC (no AMX), and a draft tree is
+ * verified as 2-32 rows. Here each 64-byte load of weights (16 output channels x 4 inputs)
+ * feeds `vpdpbusd` for every row of a group of up to six, so the weights stream once per group.
+ *
+ * The arithmetic is the one `linears.Int8Linear` does with torch ops, to the bit:
+ *   row_scale = max(max|x|, 1e-8) / 127;  q = rint(x / row_scale)       (int8, ties to even)
+ *   out = ((float)(q . w) * row_scale) * weight_scale  (+ bias)          (no fused multiply-add)
+ * Integer products are exact, so a row's result does not depend on the other rows.
+ * `vpdpbusd` multiplies unsigned by signed bytes: the weights are stored as w + 128 and 128
+ * times each activation row's sum is taken off again.
+ *
+ * Packed weights: output channels padded to a multiple of 64 (a tile of 4 x 16 lanes), laid
+ * out [tile][k / 4][lane block][16][4], so one tile's weights are one contiguous stream.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define LANES 16
+#define BLOCKS 4
+#define TILE (LANES * BLOCKS)
+#define GROUP 6
+
+static void quantize_rows(const float *x, int64_t rows, int64_t k, int8_t *q, float *scales,
+                          int32_t *offsets) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * k;
+        float peak = 0.0f;
+        for (int64_t i = 0; i < k; i++) {
+            float a = fabsf(row[i]);
+            peak = a > peak ? a : peak;
+        }
+        float scale = (peak > 1e-8f ? peak : 1e-8f) / 127.0f;
+        scales[r] = scale;
+        int32_t sum = 0;
+        for (int64_t i = 0; i < k; i++) {
+            int32_t v = (int32_t)rintf(row[i] / scale);
+            q[r * k + i] = (int8_t)v;
+            sum += v;
+        }
+        offsets[r] = 128 * sum;
+    }
+}
+
+/* One tile (64 output channels) for ROWS consecutive rows. The accumulators are named
+ * variables, not an array, so that the compiler keeps all 24 in registers (with an array gcc
+ * stored every one to the stack on every step, 3x slower). */
+#define ACC_DECLARE(r) __m512i a##r##0, a##r##1, a##r##2, a##r##3;
+#define ACC_ZERO(r)                                                                          \
+    if (n_rows > r) {                                                                        \
+        a##r##0 = a##r##1 = a##r##2 = a##r##3 = _mm512_setzero_si512();                      \
+    }
+#define ACC_STEP(r)                                                                          \
+    if (n_rows > r) {                                                                        \
+        __m512i x = _mm512_set1_epi32(*(const int32_t *)(q + r * k + i));                   \
+        a##r##0 = _mm512_dpbusd_epi32(a##r##0, w0, x);                                       \
+        a##r##1 = _mm512_dpbusd_epi32(a##r##1, w1, x);                                       \
+        a##r##2 = _mm512_dpbusd_epi32(a##r##2, w2, x);                                       \
+        a##r##3 = _mm512_dpbusd_epi32(a##r##3, w3, x);                                       \
+    }
+#define ACC_FINISH(r)                                                                        \
+    if (n_rows > r) {                                                                        \
+        finish(a##r##0, offsets[r], row_scales[r], weight_scales, bias, out + r * stride);  \
+        finish(a##r##1, offsets[r], row_scales[r], weight_scales + 16, bias ? bias + 16 : 0, \
+               out + r * stride + 16);                                                       \
+        finish(a##r##2, offsets[r], row_scales[r], weight_scales + 32, bias ? bias + 32 : 0, \
+               out + r * stride + 32);                                                       \
+        finish(a##r##3, offsets[r], row_scales[r], weight_scales + 48, bias ? bias + 48 : 0, \
+               out + r * stride + 48);                                                       \
+    }
+#define ALL_ROWS(step) step(0) step(1) step(2) step(3) step(4) step(5)
+
+/* (float)(acc - offset) * row_scale * weight_scale (+ bias), in that order, for 16 lanes */
+static inline void finish(__m512i acc, int32_t offset, float row_scale, const float *weight_scale,
+                          const float *bias, float *out) {
+    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(offset)));
+    v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(row_scale)), _mm512_loadu_ps(weight_scale));
+    if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias));
+    _mm512_storeu_ps(out, v);
+}
+
+#define DEFINE_TILE_KERNEL(ROWS)                                                              \
+    static void tile_##ROWS(const int8_t *q, int64_t k, const uint8_t *w,                   \
+                            const int32_t *offsets, const float *row_scales,                \
+                            const float *weight_scales, const float *bias, float *out,     \
+                            int64_t stride) {                                               \
+        enum { n_rows = ROWS };                                                             \
+        ALL_ROWS(ACC_DECLARE)                                                               \
+        ALL_ROWS(ACC_ZERO)                                                                  \
+        for (int64_t i = 0; i < k; i += 4) {                                                                                         \
+            const uint8_t *wi = w + i * TILE;                                               \
+            __m512i w0 = _mm512_loadu_si512(wi);                                            \
+            __m512i w1 = _mm512_loadu_si512(wi + 64);                                       \
+            __m512i w2 = _mm512_loadu_si512(wi + 128);                                      \
+            __m512i w3 = _mm512_loadu_si512(wi + 192);                                      \
+            ALL_ROWS(ACC_STEP)                                                              \
+        }                                                                                   \
+        ALL_ROWS(ACC_FINISH)                                                                \
+    }
+
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+DEFINE_TILE_KERNEL(1)
+DEFINE_TILE_KERNEL(2)
+DEFINE_TILE_KERNEL(3)
+DEFINE_TILE_KERNEL(4)
+DEFINE_TILE_KERNEL(5)
+DEFINE_TILE_KERNEL(6)
+
+typedef void (*tile_kernel)(const int8_t *, int64_t, const uint8_t *, const int32_t *,
+                            const float *, const float *, const float *, float *, int64_t);
+
+static const tile_kernel KERNELS[GROUP + 1] = {0,      tile_1, tile_2, tile_3,
+                                               tile_4, tile_5, tile_6};
+
+/* x (rows, k) float32; packed weights for n_padded outputs; weight_scales and bias (may be
+ * NULL) padded to n_padded; out (rows, n_padded) float32; q (rows * k bytes), row_scales and
+ * offsets (rows each) are scratch. k is a multiple of 4. Each thread takes whole tiles, and a
+ * tile's weights (64 x k bytes) stay in its core's cache while every group of rows passes. */
+void w8a8_linear(const float *x, int64_t rows, int64_t k, const uint8_t *packed,
+                 const float *weight_scales, const float *bias, int64_t n_padded, float *out,
+                 int8_t *q, float *row_scales, int32_t *offsets) {
+    quantize_rows(x, rows, k, q, row_scales, offsets);
+    int64_t tiles = n_padded / TILE;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tiles; t++) {
+        const uint8_t *w = packed + t * TILE * k;
+        int64_t column = t * TILE;
+        for (int64_t r0 = 0; r0 < rows; r0 += GROUP) {
+            int64_t n_rows = rows - r0 < GROUP ? rows - r0 : GROUP;
+            KERNELS[n_rows](q + r0 * k, k, w, offsets + r0, row_scales + r0,
+                            weight_scales + column, bias ? bias + column : 0,
+                            out + r0 * n_padded + column, n_padded);
+        }
+    }
+}
+
+/* ---- Row-wise float32 operations of the native decoder ------------------------------------
+ *
+ * Each row is computed on its own, by the same code in the same order whatever rows share the
+ * call, so a draft tree's row is bit for bit the one-token step's row at that position (torch's
+ * own batched reductions did not guarantee that on every CPU). */
+
+/* exp for 16 lanes: 2^n * p(r), x = n ln2 + r, |r| <= ln2 / 2; a few ulp, same bits every call */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline float dot64(const float *a, const float *b) {
+    __m512 s = _mm512_mul_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b));
+    s = _mm512_fmadd_ps(_mm512_loadu_ps(a + 16), _mm512_loadu_ps(b + 16), s);
+    s = _mm512_fmadd_ps(_mm512_loadu_ps(a + 32), _mm512_loadu_ps(b + 32), s);
+    s = _mm512_fmadd_ps(_mm512_loadu_ps(a + 48), _mm512_loadu_ps(b + 48), s);
+    return _mm512_reduce_add_ps(s);
+}
+
+/* The 16 horizontal sums of p[0..15], as one vector (lane t = sum of p[t]): four rounds of
+ * pairwise shuffles and adds, about 3 instructions a key instead of a full reduction each. */
+static inline __m512 sums16(__m512 *p) {
+    __m512 t[8], u[4], v[2];
+    for (int i = 0; i < 8; i++)
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(p[2 * i], p[2 * i + 1]),
+                             _mm512_unpackhi_ps(p[2 * i], p[2 * i + 1]));
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    for (int i = 0; i < 2; i++)
+        v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x88),
+                         _mm512_shuffle_f32x4(v[0], v[1], 0xDD));
+}
+
+#define KEYS_AT_ONCE 16
+#define ROWS_AT_ONCE 8
+#define MOST_GROUP 16 /* query heads per key/value head (the caller checks) */
+
+/* The key slot at place j of row r's list: the shared prefix in place, then the row's extras. */
+static inline int64_t slot_of(int64_t j, int64_t shared, const int64_t *more) {
+    return j < shared ? j : more[j - shared];
+}
+
+/* Attention of `rows` query rows (rows, heads, 64) over one layer's keys (kv_heads, capacity,
+ * 64) and values (kv_heads, capacity, value_stride), into out (rows, heads * 64). Row i reads
+ * the key slots [0, prefix[i]) and then extra[i * extra_width + e] for e < extra_count[i]:
+ * its keys in increasing absolute position; no row has more than `most_keys`.
+ *
+ * A task is one key/value head and up to 8 rows, i.e. up to 8 x (heads / kv_heads) query
+ * vectors; it walks the keys 16 at a time so that each block of keys and values is read from
+ * memory once for all of them. For each query vector the work is still a fixed sequence over
+ * its own keys in order (scores, the maximum, exp, the sum, the weighted values), the same
+ * whichever rows share the task. */
+void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads,
+               const float *keys, const float *values, int64_t capacity, int64_t value_stride,
+               const int64_t *prefix, const int64_t *extra, const int64_t *extra_count,
+               int64_t extra_width, float scale, float *out, int64_t most_keys) {
+    const int64_t dim = 64, group = heads / kv_heads;
+    const int64_t row_groups = (rows + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE;
+    const int64_t width = most_keys + KEYS_AT_ONCE;
+#pragma omp parallel
+    {
+    float *scores = malloc(sizeof(float) * (size_t)(ROWS_AT_ONCE * group * width));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < kv_heads * row_groups; task++) {
+        int64_t kv = task % kv_heads, r0 = (task / kv_heads) * ROWS_AT_ONCE;
+        int64_t r1 = r0 + ROWS_AT_ONCE < rows ? r0 + ROWS_AT_ONCE : rows;
+        const float *k = keys + kv * capacity * dim;
+        const float *v = values + kv * capacity * value_stride;
+        int64_t longest = 0;
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = prefix[r] + extra_count[r];
+            longest = n > longest ? n : longest;
+        }
+        /* scores, scaled */
+        for (int64_t j = 0; j < longest; j += KEYS_AT_ONCE) {
+            for (int64_t r = r0; r < r1; r++) {
+                int64_t shared = prefix[r], n = shared + extra_count[r];
+                const int64_t *more = extra + r * extra_width;
+                if (j >= n) continue;
+                for (int64_t g = 0; g < group; g++) {
+                    const float *q = query + (r * heads + kv * group + g) * dim;
+                    float *s = scores + ((r - r0) * group + g) * width;
+                    if (j + KEYS_AT_ONCE <= n) {
+                        __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16);
+                        __m512 q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
+                        __m512 p[KEYS_AT_ONCE];
+                        for (int t = 0; t < KEYS_AT_ONCE; t++) {
+                            const float *kt = k + slot_of(j + t, shared, more) * dim;
+                            __m512 a = _mm512_mul_ps(q0, _mm512_loadu_ps(kt));
+                            a = _mm512_fmadd_ps(q1, _mm512_loadu_ps(kt + 16), a);
+                            a = _mm512_fmadd_ps(q2, _mm512_loadu_ps(kt + 32), a);
+                            p[t] = _mm512_fmadd_ps(q3, _mm512_loadu_ps(kt + 48), a);
+                        }
+                        _mm512_storeu_ps(s + j, _mm512_mul_ps(sums16(p), _mm512_set1_ps(scale)));
+                    } else {
+                        for (int64_t i = j; i < n; i++)
+                            s[i] = dot64(q, k + slot_of(i, shared, more) * dim) * scale;
+                    }
+                }
+            }
+        }
+        /* weights: exp(score - the row's maximum), and their total */
+        float totals[ROWS_AT_ONCE * MOST_GROUP];
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = prefix[r] + extra_count[r];
+            for (int64_t g = 0; g < group; g++) {
+                float *s = scores + ((r - r0) * group + g) * width;
+                float top = -INFINITY;
+                for (int64_t i = 0; i < n; i++) top = s[i] > top ? s[i] : top;
+                __m512 total = _mm512_setzero_ps(), shift = _mm512_set1_ps(top);
+                int64_t i = 0;
+                for (; i + 16 <= n; i += 16) {
+                    __m512 w = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), shift));
+                    _mm512_storeu_ps(s + i, w);
+                    total = _mm512_add_ps(total, w);
+                }
+                if (i < n) {
+                    __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+                    __m512 w = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + i), shift));
+                    w = _mm512_maskz_mov_ps(tail, w);
+                    _mm512_mask_storeu_ps(s + i, tail, w);
+                    total = _mm512_add_ps(total, w);
+                }
+                totals[(r - r0) * group + g] = _mm512_reduce_add_ps(total);
+            }
+        }
+        /* weighted values, keys in order, accumulated in `out` */
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t g = 0; g < group; g++)
+                for (int64_t d = 0; d < dim; d++) out[(r * heads + kv * group + g) * dim + d] = 0;
+        for (int64_t j = 0; j < longest; j += KEYS_AT_ONCE) {
+            for (int64_t r = r0; r < r1; r++) {
+                int64_t shared = prefix[r], n = shared + extra_count[r];
+                const int64_t *more = extra + r * extra_width;
+                int64_t end = j + KEYS_AT_ONCE < n ? j + KEYS_AT_ONCE : n;
+                for (int64_t g = 0; g < group; g++) {
+                    const float *s = scores + ((r - r0) * group + g) * width;
+                    float *o = out + (r * heads + kv * group + g) * dim;
+                    __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16);
+                    __m512 a2 = _mm512_loadu_ps(o + 32), a3 = _mm512_loadu_ps(o + 48);
+                    for (int64_t i = j; i < end; i++) {
+                        const float *vi = v + slot_of(i, shared, more) * value_stride;
+                        __m512 w = _mm512_set1_ps(s[i]);
+                        a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi), a0);
+                        a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi + 16), a1);
+                        a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi + 32), a2);
+                        a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi + 48), a3);
+                    }
+                    _mm512_storeu_ps(o, a0);
+                    _mm512_storeu_ps(o + 16, a1);
+                    _mm512_storeu_ps(o + 32, a2);
+                    _mm512_storeu_ps(o + 48, a3);
+                }
+            }
+        }
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t g = 0; g < group; g++) {
+                float *o = out + (r * heads + kv * group + g) * dim;
+                __m512 inverse = _mm512_set1_ps(1.0f / totals[(r - r0) * group + g]);
+                for (int64_t d = 0; d < dim; d += 16)
+                    _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), inverse));
+            }
+    }
+    free(scores);
+    }
+}
+
+/* out = x * (1 / sqrt(mean(x^2) + eps)) * weight, row by row; width a multiple of 16 */
+void rms_norm(const float *x, int64_t rows, int64_t width, const float *weight, float eps,
+              float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * width;
+        __m512 squares = _mm512_setzero_ps();
+        for (int64_t i = 0; i < width; i += 16) {
+            __m512 a = _mm512_loadu_ps(row + i);
+            squares = _mm512_fmadd_ps(a, a, squares);
+        }
+        float mean = _mm512_reduce_add_ps(squares) / (float)width;
+        __m512 scale = _mm512_set1_ps(1.0f / sqrtf(mean + eps));
+        for (int64_t i = 0; i < width; i += 16) {
+            __m512 a = _mm512_mul_ps(_mm512_loadu_ps(row + i), scale);
+            _mm512_storeu_ps(out + r * width + i, _mm512_mul_ps(a, _mm512_loadu_ps(weight + i)));
+        }
+    }
+}

@@ -1,0 +1,226 @@
+"""The native decoder's CPU kernels (`cpu_kernels.c`): built once per machine, loaded with ctypes.
+
+- `w8a8_linear`: the W8A8 product of `linears.Int8Linear`, bit for bit, much faster than
+  torch's `_int_mm` for the 2-32 rows of a draft tree on AVX-512 VNNI;
+- `attention` and `rms_norm`: float32, each row computed alone in a fixed order, so a row's bits
+  never depend on the rows computed with it (`native_forward.py` relies on that for lossless
+  verification; torch's batched kernels kept it on one CPU here and not on another).
+
+The C source ships with the package; the first native forward on a CPU with AVX-512 VNNI
+compiles it with the system C compiler (about a second) into the user cache, keyed by the
+source, the compiler and the flags, and later runs load the library from there. Without such a
+CPU or compiler the native backends keep their torch code. `CODESWIFT_CPU_KERNELS=0` turns the
+kernels off, to compare the two.
+
+The library is linked against `libgomp.so.1`, the OpenMP runtime torch's CPU wheel already
+loaded under that name, so the kernel's threads are torch's threads and the two never compete
+for the cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from daemon.engine.registry import cache_root
+
+__all__ = [
+    "TILE",
+    "PackedInt8",
+    "attention",
+    "kernel_available",
+    "pack",
+    "rms_norm",
+    "w8a8_linear",
+]
+
+TILE = 64  # output channels per tile, as in the C source
+_SOURCE = Path(__file__).with_name("cpu_kernels.c")
+_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-fopenmp", "-ffp-contract=off")
+_NEEDED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512_vnni"}
+_POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
+
+
+class PackedInt8:
+    """An int8 weight (out, in) in the kernel's tile layout, with what the kernel adds back."""
+
+    def __init__(self, quantized: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        out_features, in_features = quantized.shape
+        padded = -(-out_features // TILE) * TILE
+        weight = torch.zeros((padded, in_features), dtype=torch.int8)
+        weight[:out_features] = quantized
+        self.out_features, self.in_features, self.padded = out_features, in_features, padded
+        tiles = weight.view(padded // TILE, TILE // 16, 16, in_features // 4, 4)
+        # stored as unsigned bytes (w + 128): vpdpbusd's unsigned operand, which lets the
+        # signed activations be its broadcast memory operand
+        unsigned = (tiles.permute(0, 3, 1, 2, 4).to(torch.int16) + 128).to(torch.uint8)
+        self.weight = unsigned.contiguous()
+        self.scale = _padded(scale.float(), padded)
+        self.bias = None if bias is None else _padded(bias.float(), padded)
+
+
+def _padded(values: torch.Tensor, length: int) -> torch.Tensor:
+    out = torch.zeros(length, dtype=torch.float32)
+    out[: values.numel()] = values
+    return out
+
+
+def pack(quantized: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> PackedInt8:
+    if quantized.shape[1] % 4:
+        raise ValueError("the W8A8 kernel needs an input width divisible by 4")
+    return PackedInt8(quantized, scale, bias)
+
+
+def w8a8_linear(x: torch.Tensor, weight: PackedInt8) -> torch.Tensor:
+    """(rows, in) float32 -> (rows, out) float32, bit for bit `Int8Linear`'s torch arithmetic."""
+    library = _library()
+    assert library is not None, "w8a8_linear called without the kernel"
+    rows = x.contiguous()
+    count = rows.shape[0]
+    out = torch.empty((count, weight.padded), dtype=torch.float32)
+    quantized = torch.empty(count * weight.in_features, dtype=torch.int8)
+    row_scales = torch.empty(count, dtype=torch.float32)
+    offsets = torch.empty(count, dtype=torch.int32)
+    library.w8a8_linear(
+        rows.data_ptr(),
+        count,
+        weight.in_features,
+        weight.weight.data_ptr(),
+        weight.scale.data_ptr(),
+        None if weight.bias is None else weight.bias.data_ptr(),
+        weight.padded,
+        out.data_ptr(),
+        quantized.data_ptr(),
+        row_scales.data_ptr(),
+        offsets.data_ptr(),
+    )
+    return out if weight.padded == weight.out_features else out[:, : weight.out_features]
+
+
+def attention(
+    query: torch.Tensor,  # (Q, heads, 64) float32
+    keys: torch.Tensor,  # (KV, capacity, 64) float32, one layer's
+    values: torch.Tensor,  # (KV, capacity, stride >= 64)
+    prefix: torch.Tensor,  # (Q,) int64: row i reads slots [0, prefix[i]) ...
+    extra: torch.Tensor,  # (Q, E) int64: ... then extra[i, :extra_count[i]]
+    extra_count: torch.Tensor,  # (Q,) int64
+    scale: float,
+) -> torch.Tensor:
+    """-> (Q, heads * 64); head h reads key/value head h // (heads // KV)."""
+    library = _library()
+    assert library is not None, "attention called without the kernels"
+    rows, heads, dim = query.shape
+    kv_heads, capacity, stride = values.shape
+    if dim != 64 or keys.stride() != (capacity * dim, dim, 1) or values.stride()[1:] != (stride, 1):
+        raise ValueError("the attention kernel takes contiguous 64-wide heads")
+    most = int((prefix + extra_count).max())
+    out = torch.empty((rows, heads * dim), dtype=torch.float32)
+    query = query.contiguous()
+    library.attention(
+        query.data_ptr(),
+        rows,
+        heads,
+        kv_heads,
+        keys.data_ptr(),
+        values.data_ptr(),
+        capacity,
+        stride,
+        prefix.data_ptr(),
+        extra.data_ptr(),
+        extra_count.data_ptr(),
+        extra.shape[1],
+        ctypes.c_float(scale),
+        out.data_ptr(),
+        most,
+    )
+    return out
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """(rows, width) float32 -> x / sqrt(mean(x^2) + eps) * weight, each row alone."""
+    library = _library()
+    assert library is not None, "rms_norm called without the kernels"
+    rows = x.contiguous()
+    out = torch.empty_like(rows)
+    library.rms_norm(
+        rows.data_ptr(),
+        rows.shape[0],
+        rows.shape[1],
+        weight.data_ptr(),
+        ctypes.c_float(eps),
+        out.data_ptr(),
+    )
+    return out
+
+
+def kernel_available() -> bool:
+    return _library() is not None
+
+
+@lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    if os.environ.get("CODESWIFT_CPU_KERNELS", "1") == "0" or not _cpu_has_vnni():
+        return None
+    path = _built_library()
+    if path is None:
+        return None
+    library = ctypes.CDLL(str(path))
+    library.w8a8_linear.restype = None
+    library.w8a8_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER]
+    library.w8a8_linear.argtypes += [_SIZE, _POINTER, _POINTER, _POINTER, _POINTER]
+    library.attention.restype = None
+    library.attention.argtypes = [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE]
+    library.attention.argtypes += [_SIZE, _POINTER, _POINTER, _POINTER, _SIZE, ctypes.c_float]
+    library.attention.argtypes += [_POINTER, _SIZE]
+    library.rms_norm.restype = None
+    library.rms_norm.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, ctypes.c_float, _POINTER]
+    return library
+
+
+def _cpu_has_vnni() -> bool:
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in info.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split()) >= _NEEDED_CPU_FLAGS
+    return False
+
+
+def _built_library() -> Path | None:
+    """The compiled library in the user cache, compiled now if missing (None: no compiler)."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(
+        _SOURCE.read_bytes() + version.encode() + " ".join(_FLAGS).encode()
+    ).hexdigest()[:16]
+    target = cache_root() / "kernels" / f"cpu-kernels-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # build beside the target, then rename: a concurrent or killed build never leaves half a file
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
+        built = Path(scratch) / target.name
+        command = [compiler, *_FLAGS, "-fPIC", "-shared", str(_SOURCE), "-o", str(built)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            warnings.warn(
+                f"the CPU kernels did not compile ({compiler}); the native backends run "
+                f"torch's operations instead: {result.stderr[-400:]}",
+                stacklevel=2,
+            )
+            return None
+        os.replace(built, target)
+    return target

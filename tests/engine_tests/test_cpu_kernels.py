@@ -1,0 +1,101 @@
+"""The C kernels of the native decoder: the W8A8 product equals torch's integer path bit for
+bit, attention and the norm equal torch's float code to rounding, and every row comes out the
+same whichever rows share the call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from daemon.engine import cpu_kernels
+from daemon.engine.exact_attention import causal_layout, exact_attention, tree_layout
+from daemon.engine.linears import Int8Linear
+from daemon.engine.native_forward import _rms_norm
+
+pytestmark = pytest.mark.skipif(
+    not cpu_kernels.kernel_available(), reason="this CPU has no AVX-512 VNNI (or no compiler)"
+)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "inputs", "bias"), [(1152, 896, True), (896, 4864, False), (100, 12, True)]
+)
+def test_w8a8_kernel_equals_int_mm_bit_for_bit(outputs: int, inputs: int, bias: bool) -> None:
+    torch.manual_seed(outputs)
+    weight = torch.randn(outputs, inputs) * 0.05
+    shift = torch.randn(outputs) if bias else None
+    kernel, reference = (
+        Int8Linear(weight, shift, kernel=True),
+        Int8Linear(weight, shift, kernel=False),
+    )
+    assert kernel.uses_kernel and not reference.uses_kernel
+    for rows in (1, 2, 5, 6, 7, 13, 33, 256):  # groups of six rows, and their remainders
+        x = torch.randn(rows, inputs) * 3
+        assert torch.equal(kernel(x), reference(x)), rows
+
+
+def test_w8a8_rows_do_not_depend_on_each_other() -> None:
+    torch.manual_seed(1)
+    linear = Int8Linear(torch.randn(300, 64), None, kernel=True)
+    x = torch.randn(9, 64)
+    together = linear(x)
+    for i in range(9):
+        assert torch.equal(together[i], linear(x[i : i + 1])[0])
+
+
+def _cache(kv_heads: int = 2, capacity: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    keys = torch.randn(kv_heads, capacity, 64)
+    values = torch.randn(kv_heads, capacity, 65)
+    values[..., 64] = 1.0  # the torch path's column of ones
+    return keys, values
+
+
+def _kernel_attention(query, keys, values, layout) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return cpu_kernels.attention(
+        query, keys, values, layout.prefix, layout.extra, layout.extra_count, 64**-0.5
+    )
+
+
+@pytest.mark.parametrize("start", [0, 17, 64, 300])
+def test_attention_matches_torch_for_prompt_and_tree_rows(start: int) -> None:
+    torch.manual_seed(start)
+    keys, values = _cache()
+    query = torch.randn(6, 14, 64)
+    visible = np.tril(np.ones((6, 6), dtype=bool))
+    visible[4, 1:3] = False  # a branch
+    for layout in (causal_layout(start, 6), tree_layout(start, visible)):
+        expected = exact_attention(query, keys, values, layout)
+        torch.testing.assert_close(
+            _kernel_attention(query, keys, values, layout), expected, rtol=1e-5, atol=1e-5
+        )
+
+
+def test_attention_tree_rows_equal_single_rows_bit_for_bit() -> None:
+    """A tree row over (past + its ancestors, scattered) equals the same query alone over the
+    same keys laid out contiguously, as after the path is kept."""
+    torch.manual_seed(2)
+    keys, values = _cache()
+    start, query = 200, torch.randn(5, 14, 64)
+    visible = np.array(
+        [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 0, 1, 0, 0], [1, 0, 1, 1, 0], [1, 1, 0, 0, 1]],
+        dtype=bool,
+    )
+    together = _kernel_attention(query, keys, values, tree_layout(start, visible))
+    for row in range(5):
+        path = np.flatnonzero(visible[row])
+        compact_keys, compact_values = keys.clone(), values.clone()
+        compact_keys[:, start : start + len(path)] = keys[:, start + path]
+        compact_values[:, start : start + len(path)] = values[:, start + path]
+        alone_layout = tree_layout(start + len(path) - 1, np.ones((1, 1), dtype=bool))
+        alone = _kernel_attention(query[row : row + 1], compact_keys, compact_values, alone_layout)
+        assert torch.equal(together[row], alone[0]), row
+
+
+def test_rms_norm_matches_torch_and_is_row_invariant() -> None:
+    torch.manual_seed(3)
+    x, weight = torch.randn(7, 896) * 4, torch.randn(896)
+    together = cpu_kernels.rms_norm(x, weight, 1e-6)
+    torch.testing.assert_close(together, _rms_norm(x, weight, 1e-6), rtol=1e-6, atol=1e-6)
+    for i in range(7):
+        assert torch.equal(together[i], cpu_kernels.rms_norm(x[i : i + 1], weight, 1e-6)[0])
