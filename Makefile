@@ -49,12 +49,15 @@ PEERS := pld,rest,lookup,codeswift
 ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-context,codeswift-no-cache,codeswift-no-timing,codeswift-no-budget
 
 CPU_PEERS := codeswift,lookup,llamacpp,llamacpp-pld,codeswift@transformers
+CPU_LLAMA := codeswift,lookup,llamacpp,llamacpp-pld
 
 bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session (about 3 h on 2 cores)
 	mkdir -p docs/bench
 	$(BIN)/codeswift bench --suite steps --json docs/bench/steps.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(CPU_PEERS) --plot docs/bench/cpu-click.png --json docs/bench/cpu-click.json
-	$(BENCH) --suite humaneval --limit 40 --no-memory --methods codeswift,llamacpp,llamacpp-pld,codeswift@transformers --json docs/bench/cpu-humaneval.json
+	$(BENCH) --suite humaneval --limit 40 --no-memory --methods $(CPU_PEERS) --json docs/bench/cpu-humaneval.json
+	$(BENCH) --suite repo:requests --limit 20 --no-memory --methods $(CPU_LLAMA) --json docs/bench/cpu-requests.json
+	$(BENCH) --suite repo:jinja2 --limit 20 --no-memory --methods $(CPU_LLAMA) --json docs/bench/cpu-jinja2.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(PEERS) --plot docs/bench/click.png --json docs/bench/click.json
 	$(BENCH) --suite repo:requests --limit 20 --methods $(PEERS) --plot docs/bench/requests.png --json docs/bench/requests.json
 	$(BENCH) --suite humaneval --limit 40 --methods $(PEERS) --plot docs/bench/humaneval.png --json docs/bench/humaneval.json

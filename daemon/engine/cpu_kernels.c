@@ -46,53 +46,49 @@ static void quantize_rows(const float *x, int64_t rows, int64_t k, int8_t *q, fl
     }
 }
 
-/* One tile (64 output channels) for ROWS consecutive rows. The accumulators are named
+/* Tile kernels: one tile (64 output channels) for ROWS consecutive rows. A family defines
+ * VEC (the accumulators' type), ZERO, DOT(acc, weights, inputs), PER_LANE (inputs per 32-bit
+ * lane), ELEM (bytes per input) and FINISH(acc, row, lane block). The accumulators are named
  * variables, not an array, so that the compiler keeps all 24 in registers (with an array gcc
  * stored every one to the stack on every step, 3x slower). */
-#define ACC_DECLARE(r) __m512i a##r##0, a##r##1, a##r##2, a##r##3;
+#define ACC_DECLARE(r) VEC a##r##0, a##r##1, a##r##2, a##r##3;
 #define ACC_ZERO(r)                                                                          \
     if (n_rows > r) {                                                                        \
-        a##r##0 = a##r##1 = a##r##2 = a##r##3 = _mm512_setzero_si512();                      \
+        a##r##0 = a##r##1 = a##r##2 = a##r##3 = ZERO;                                        \
     }
 #define ACC_STEP(r)                                                                          \
     if (n_rows > r) {                                                                        \
-        __m512i x = _mm512_set1_epi32(*(const int32_t *)(q + r * k + i));                   \
-        a##r##0 = _mm512_dpbusd_epi32(a##r##0, w0, x);                                       \
-        a##r##1 = _mm512_dpbusd_epi32(a##r##1, w1, x);                                       \
-        a##r##2 = _mm512_dpbusd_epi32(a##r##2, w2, x);                                       \
-        a##r##3 = _mm512_dpbusd_epi32(a##r##3, w3, x);                                       \
+        __m512i x = _mm512_set1_epi32(*(const int32_t *)(q + (r * k + i) * ELEM));          \
+        a##r##0 = DOT(a##r##0, w0, x);                                                       \
+        a##r##1 = DOT(a##r##1, w1, x);                                                       \
+        a##r##2 = DOT(a##r##2, w2, x);                                                       \
+        a##r##3 = DOT(a##r##3, w3, x);                                                       \
     }
 #define ACC_FINISH(r)                                                                        \
     if (n_rows > r) {                                                                        \
-        finish(a##r##0, offsets[r], row_scales[r], weight_scales, bias, out + r * stride);  \
-        finish(a##r##1, offsets[r], row_scales[r], weight_scales + 16, bias ? bias + 16 : 0, \
-               out + r * stride + 16);                                                       \
-        finish(a##r##2, offsets[r], row_scales[r], weight_scales + 32, bias ? bias + 32 : 0, \
-               out + r * stride + 32);                                                       \
-        finish(a##r##3, offsets[r], row_scales[r], weight_scales + 48, bias ? bias + 48 : 0, \
-               out + r * stride + 48);                                                       \
+        FINISH(a##r##0, r, 0);                                                               \
+        FINISH(a##r##1, r, 1);                                                               \
+        FINISH(a##r##2, r, 2);                                                               \
+        FINISH(a##r##3, r, 3);                                                               \
     }
 #define ALL_ROWS(step) step(0) step(1) step(2) step(3) step(4) step(5)
 
-/* (float)(acc - offset) * row_scale * weight_scale (+ bias), in that order, for 16 lanes */
-static inline void finish(__m512i acc, int32_t offset, float row_scale, const float *weight_scale,
-                          const float *bias, float *out) {
-    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(offset)));
-    v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(row_scale)), _mm512_loadu_ps(weight_scale));
-    if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias));
-    _mm512_storeu_ps(out, v);
-}
+/* what a tile kernel adds after the sums, already offset to its rows and columns */
+struct epilogue {
+    const int32_t *offsets;     /* int8: 128 x each activation row's sum */
+    const float *row_scales;    /* int8 */
+    const float *weight_scales; /* int8 */
+    const float *bias;          /* may be NULL */
+};
 
-#define DEFINE_TILE_KERNEL(ROWS)                                                              \
-    static void tile_##ROWS(const int8_t *q, int64_t k, const uint8_t *w,                   \
-                            const int32_t *offsets, const float *row_scales,                \
-                            const float *weight_scales, const float *bias, float *out,     \
-                            int64_t stride) {                                               \
+#define DEFINE_TILE_KERNEL(NAME, ROWS)                                                        \
+    static void NAME##_##ROWS(const char *q, int64_t k, const char *w,                      \
+                              const struct epilogue *e, float *out, int64_t stride) {       \
         enum { n_rows = ROWS };                                                             \
         ALL_ROWS(ACC_DECLARE)                                                               \
         ALL_ROWS(ACC_ZERO)                                                                  \
-        for (int64_t i = 0; i < k; i += 4) {                                                                                         \
-            const uint8_t *wi = w + i * TILE;                                               \
+        for (int64_t i = 0; i < k; i += PER_LANE) {                                         \
+            const char *wi = w + i * TILE * ELEM;                                           \
             __m512i w0 = _mm512_loadu_si512(wi);                                            \
             __m512i w1 = _mm512_loadu_si512(wi + 64);                                       \
             __m512i w2 = _mm512_loadu_si512(wi + 128);                                      \
@@ -101,41 +97,101 @@ static inline void finish(__m512i acc, int32_t offset, float row_scale, const fl
         }                                                                                   \
         ALL_ROWS(ACC_FINISH)                                                                \
     }
+#define DEFINE_FAMILY(NAME)                                                                   \
+    DEFINE_TILE_KERNEL(NAME, 1)                                                              \
+    DEFINE_TILE_KERNEL(NAME, 2)                                                              \
+    DEFINE_TILE_KERNEL(NAME, 3)                                                              \
+    DEFINE_TILE_KERNEL(NAME, 4)                                                              \
+    DEFINE_TILE_KERNEL(NAME, 5)                                                              \
+    DEFINE_TILE_KERNEL(NAME, 6)                                                              \
+    static const tile_kernel NAME##_kernels[GROUP + 1] = {0,         NAME##_1, NAME##_2,     \
+                                                          NAME##_3,  NAME##_4, NAME##_5,     \
+                                                          NAME##_6};
+
+typedef void (*tile_kernel)(const char *, int64_t, const char *, const struct epilogue *,
+                            float *, int64_t);
 
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-DEFINE_TILE_KERNEL(1)
-DEFINE_TILE_KERNEL(2)
-DEFINE_TILE_KERNEL(3)
-DEFINE_TILE_KERNEL(4)
-DEFINE_TILE_KERNEL(5)
-DEFINE_TILE_KERNEL(6)
 
-typedef void (*tile_kernel)(const int8_t *, int64_t, const uint8_t *, const int32_t *,
-                            const float *, const float *, const float *, float *, int64_t);
+/* int8 x int8: (float)(acc - offset) * row_scale * weight_scale (+ bias), in that order */
+static inline void finish_int8(__m512i acc, int64_t r, int b, const struct epilogue *e,
+                               float *out) {
+    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_set1_epi32(e->offsets[r])));
+    v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(e->row_scales[r])),
+                      _mm512_loadu_ps(e->weight_scales + b * LANES));
+    if (e->bias) v = _mm512_add_ps(v, _mm512_loadu_ps(e->bias + b * LANES));
+    _mm512_storeu_ps(out, v);
+}
+#define VEC __m512i
+#define ZERO _mm512_setzero_si512()
+#define DOT(acc, w, x) _mm512_dpbusd_epi32(acc, w, x)
+#define PER_LANE 4
+#define ELEM 1
+#define FINISH(acc, r, b) finish_int8(acc, r, b, e, out + (r) * stride + (b) * LANES)
+DEFINE_FAMILY(int8)
+#undef VEC
+#undef ZERO
+#undef DOT
+#undef PER_LANE
+#undef ELEM
+#undef FINISH
 
-static const tile_kernel KERNELS[GROUP + 1] = {0,      tile_1, tile_2, tile_3,
-                                               tile_4, tile_5, tile_6};
+/* bf16 x bf16 pairs into float32 (`vdpbf16ps`), then + bias */
+static inline void finish_float(__m512 acc, int b, const struct epilogue *e, float *out) {
+    if (e->bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(e->bias + b * LANES));
+    _mm512_storeu_ps(out, acc);
+}
+#define VEC __m512
+#define ZERO _mm512_setzero_ps()
+#define DOT(acc, w, x) _mm512_dpbf16_ps(acc, (__m512bh)(w), (__m512bh)(x))
+#define PER_LANE 2
+#define ELEM 2
+#define FINISH(acc, r, b) finish_float(acc, b, e, out + (r) * stride + (b) * LANES)
+DEFINE_FAMILY(bf16)
+
+/* Every tile of a product, rows in groups of six: each thread takes whole tiles, and a tile's
+ * weights (64 x k inputs) stay in its core's cache while the groups pass over them. */
+static void run_tiles(const tile_kernel *kernels, const char *q, int64_t rows, int64_t k,
+                      int64_t elem, const char *packed, struct epilogue whole, int64_t n_padded,
+                      float *out) {
+    int64_t tiles = n_padded / TILE;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t column = t * TILE;
+        for (int64_t r0 = 0; r0 < rows; r0 += GROUP) {
+            int64_t n_rows = rows - r0 < GROUP ? rows - r0 : GROUP;
+            struct epilogue e = {
+                whole.offsets ? whole.offsets + r0 : 0,
+                whole.row_scales ? whole.row_scales + r0 : 0,
+                whole.weight_scales ? whole.weight_scales + column : 0,
+                whole.bias ? whole.bias + column : 0,
+            };
+            kernels[n_rows](q + r0 * k * elem, k, packed + t * TILE * k * elem, &e,
+                            out + r0 * n_padded + column, n_padded);
+        }
+    }
+}
 
 /* x (rows, k) float32; packed weights for n_padded outputs; weight_scales and bias (may be
  * NULL) padded to n_padded; out (rows, n_padded) float32; q (rows * k bytes), row_scales and
- * offsets (rows each) are scratch. k is a multiple of 4. Each thread takes whole tiles, and a
- * tile's weights (64 x k bytes) stay in its core's cache while every group of rows passes. */
+ * offsets (rows each) are scratch. k is a multiple of 4. */
 void w8a8_linear(const float *x, int64_t rows, int64_t k, const uint8_t *packed,
                  const float *weight_scales, const float *bias, int64_t n_padded, float *out,
                  int8_t *q, float *row_scales, int32_t *offsets) {
     quantize_rows(x, rows, k, q, row_scales, offsets);
-    int64_t tiles = n_padded / TILE;
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < tiles; t++) {
-        const uint8_t *w = packed + t * TILE * k;
-        int64_t column = t * TILE;
-        for (int64_t r0 = 0; r0 < rows; r0 += GROUP) {
-            int64_t n_rows = rows - r0 < GROUP ? rows - r0 : GROUP;
-            KERNELS[n_rows](q + r0 * k, k, w, offsets + r0, row_scales + r0,
-                            weight_scales + column, bias ? bias + column : 0,
-                            out + r0 * n_padded + column, n_padded);
-        }
-    }
+    struct epilogue whole = {offsets, row_scales, weight_scales, bias};
+    run_tiles(int8_kernels, (const char *)q, rows, k, 1, (const char *)packed, whole, n_padded,
+              out);
+}
+
+/* x (rows, k) bf16 bits; packed bf16 weights for n_padded outputs, laid out like the int8
+ * ones with pairs of inputs per lane; bias (may be NULL) float32; out (rows, n_padded) float32.
+ * k is a multiple of 2. Needs a CPU with avx512_bf16 (the caller checks). */
+void bf16_linear(const uint16_t *x, int64_t rows, int64_t k, const uint16_t *packed,
+                 const float *bias, int64_t n_padded, float *out) {
+    struct epilogue whole = {0, 0, 0, bias};
+    run_tiles(bf16_kernels, (const char *)x, rows, k, 2, (const char *)packed, whole, n_padded,
+              out);
 }
 
 /* ---- Row-wise float32 operations of the native decoder ------------------------------------

@@ -2,6 +2,9 @@
 
 - `w8a8_linear`: the W8A8 product of `linears.Int8Linear`, bit for bit, much faster than
   torch's `_int_mm` for the 2-32 rows of a draft tree on AVX-512 VNNI;
+- `bf16_linear`: bf16 x bf16 into float32 (`vdpbf16ps`, CPUs with avx512_bf16), every row
+  summed in the same order whatever the number of rows (torch's bf16 `linear` was not
+  row-invariant for every shape);
 - `attention` and `rms_norm`: float32, each row computed alone in a fixed order, so a row's bits
   never depend on the rows computed with it (`native_forward.py` relies on that for lossless
   verification; torch's batched kernels kept it on one CPU here and not on another).
@@ -35,8 +38,11 @@ from daemon.engine.registry import cache_root
 
 __all__ = [
     "TILE",
+    "PackedBf16",
     "PackedInt8",
     "attention",
+    "bf16_available",
+    "bf16_linear",
     "kernel_available",
     "pack",
     "rms_norm",
@@ -45,7 +51,15 @@ __all__ = [
 
 TILE = 64  # output channels per tile, as in the C source
 _SOURCE = Path(__file__).with_name("cpu_kernels.c")
-_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-fopenmp", "-ffp-contract=off")
+_FLAGS = (
+    "-O3",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vnni",
+    "-mavx512bf16",  # only `bf16_linear` uses it, called only where the CPU has it
+    "-fopenmp",
+    "-ffp-contract=off",
+)
 _NEEDED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512_vnni"}
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 
@@ -65,6 +79,22 @@ class PackedInt8:
         unsigned = (tiles.permute(0, 3, 1, 2, 4).to(torch.int16) + 128).to(torch.uint8)
         self.weight = unsigned.contiguous()
         self.scale = _padded(scale.float(), padded)
+        self.bias = None if bias is None else _padded(bias.float(), padded)
+
+
+class PackedBf16:
+    """A bf16 weight (out, in) in the kernel's tile layout: pairs of inputs per 32-bit lane."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        out_features, in_features = weight.shape
+        if in_features % 2:
+            raise ValueError("the bf16 kernel needs an even input width")
+        padded = -(-out_features // TILE) * TILE
+        full = torch.zeros((padded, in_features), dtype=torch.bfloat16)
+        full[:out_features] = weight
+        self.out_features, self.in_features, self.padded = out_features, in_features, padded
+        tiles = full.view(padded // TILE, TILE // 16, 16, in_features // 2, 2)
+        self.weight = tiles.permute(0, 3, 1, 2, 4).contiguous()
         self.bias = None if bias is None else _padded(bias.float(), padded)
 
 
@@ -102,6 +132,24 @@ def w8a8_linear(x: torch.Tensor, weight: PackedInt8) -> torch.Tensor:
         quantized.data_ptr(),
         row_scales.data_ptr(),
         offsets.data_ptr(),
+    )
+    return out if weight.padded == weight.out_features else out[:, : weight.out_features]
+
+
+def bf16_linear(x: torch.Tensor, weight: PackedBf16) -> torch.Tensor:
+    """(rows, in) -> (rows, out) float32: the rows in bf16 times the bf16 weight (+ bias)."""
+    library = _library()
+    assert library is not None and bf16_available(), "bf16_linear called without the kernel"
+    rows = x.to(torch.bfloat16).contiguous()
+    out = torch.empty((rows.shape[0], weight.padded), dtype=torch.float32)
+    library.bf16_linear(
+        rows.data_ptr(),
+        rows.shape[0],
+        weight.in_features,
+        weight.weight.data_ptr(),
+        None if weight.bias is None else weight.bias.data_ptr(),
+        weight.padded,
+        out.data_ptr(),
     )
     return out if weight.padded == weight.out_features else out[:, : weight.out_features]
 
@@ -166,9 +214,13 @@ def kernel_available() -> bool:
     return _library() is not None
 
 
+def bf16_available() -> bool:
+    return kernel_available() and "avx512_bf16" in _cpu_flags()
+
+
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
-    if os.environ.get("CODESWIFT_CPU_KERNELS", "1") == "0" or not _cpu_has_vnni():
+    if os.environ.get("CODESWIFT_CPU_KERNELS", "1") == "0" or not _cpu_flags() >= _NEEDED_CPU_FLAGS:
         return None
     path = _built_library()
     if path is None:
@@ -181,20 +233,23 @@ def _library() -> ctypes.CDLL | None:
     library.attention.argtypes = [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE]
     library.attention.argtypes += [_SIZE, _POINTER, _POINTER, _POINTER, _SIZE, ctypes.c_float]
     library.attention.argtypes += [_POINTER, _SIZE]
+    library.bf16_linear.restype = None
+    library.bf16_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE, _POINTER]
     library.rms_norm.restype = None
     library.rms_norm.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, ctypes.c_float, _POINTER]
     return library
 
 
-def _cpu_has_vnni() -> bool:
+@lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
     try:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
+        return frozenset()
     for line in info.splitlines():
         if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split()) >= _NEEDED_CPU_FLAGS
-    return False
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
 
 
 def _built_library() -> Path | None:

@@ -17,7 +17,7 @@ from torch.nn import functional
 
 from daemon.engine import cpu_kernels
 
-__all__ = ["DenseLinear", "Int8Linear", "Linear", "make_linear"]
+__all__ = ["Bf16Linear", "DenseLinear", "Int8Linear", "Linear", "make_linear"]
 
 
 class Linear(Protocol):
@@ -33,6 +33,17 @@ class DenseLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return functional.linear(x, self.weight, self.bias)
+
+
+class Bf16Linear:
+    """bf16 weights through our kernel (`cpu_kernels.bf16_linear`): float32 results whose rows
+    do not depend on how many rows share the product. Holds its own packed copy."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.packed = cpu_kernels.PackedBf16(weight, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return cpu_kernels.bf16_linear(x, self.packed)
 
 
 class Int8Linear:
@@ -73,6 +84,8 @@ class Int8Linear:
 
 def make_linear(kind: str, weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
     if kind == "same":
+        if weight.dtype == torch.bfloat16 and cpu_kernels.bf16_available():
+            return Bf16Linear(weight, bias)
         return DenseLinear(weight, bias)
     if kind == "int8":
         return Int8Linear(weight, bias)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional
 
 from daemon.engine import cpu_kernels
 from daemon.engine.exact_attention import causal_layout, exact_attention, tree_layout
-from daemon.engine.linears import Int8Linear
+from daemon.engine.linears import Bf16Linear, Int8Linear
 from daemon.engine.native_forward import _rms_norm
 
 pytestmark = pytest.mark.skipif(
@@ -42,6 +43,20 @@ def test_w8a8_rows_do_not_depend_on_each_other() -> None:
     together = linear(x)
     for i in range(9):
         assert torch.equal(together[i], linear(x[i : i + 1])[0])
+
+
+@pytest.mark.skipif(not cpu_kernels.bf16_available(), reason="no avx512_bf16 on this CPU")
+def test_bf16_kernel_rows_are_invariant_and_match_torch() -> None:
+    torch.manual_seed(4)
+    for outputs, inputs in ((1152, 896), (896, 4864), (70, 6)):
+        weight, bias = torch.randn(outputs, inputs).bfloat16(), torch.randn(outputs).bfloat16()
+        linear = Bf16Linear(weight, bias)
+        x = torch.randn(17, inputs)
+        together = linear(x)
+        expected = functional.linear(x.bfloat16().float(), weight.float(), bias.float())
+        torch.testing.assert_close(together, expected, rtol=1e-4, atol=1e-3 * inputs**0.5)
+        for rows in (1, 2, 6, 7, 13):
+            assert torch.equal(linear(x[:rows]), together[:rows]), (outputs, rows)
 
 
 def _cache(kv_heads: int = 2, capacity: int = 512) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from daemon.engine import cpu_kernels
 from daemon.engine.exact_attention import causal_layout, tree_layout
 from daemon.engine.linears import DenseLinear, Int8Linear
 from daemon.engine.models import LoadedModel
@@ -19,6 +20,34 @@ from tests.engine_tests.tiny_model import VOCAB, tiny_qwen2
 @pytest.fixture(scope="module")
 def tiny_lm() -> LoadedModel:
     return tiny_qwen2()
+
+
+@pytest.fixture(scope="module")
+def tiny_bf16() -> LoadedModel:
+    import dataclasses
+
+    lm = tiny_qwen2()
+    return dataclasses.replace(lm, model=lm.model.to(torch.bfloat16), dtype=torch.bfloat16)
+
+
+# weights: "same" (float32 products), "int8" (W8A8), "bf16" (the model in bf16, its own
+# weights through the bf16 kernel: row-invariant where the CPU has avx512_bf16)
+WEIGHTS = [
+    "same",
+    "int8",
+    pytest.param(
+        "bf16",
+        marks=pytest.mark.skipif(
+            not cpu_kernels.bf16_available(), reason="no avx512_bf16 kernel on this CPU"
+        ),
+    ),
+]
+
+
+def _native(tiny_lm: LoadedModel, tiny_bf16: LoadedModel, weights: str) -> NativeForward:
+    if weights == "bf16":
+        return NativeForward(tiny_bf16, "same")
+    return NativeForward(tiny_lm, weights)
 
 
 def test_logits_equal_transformers_in_float32(tiny_lm: LoadedModel) -> None:
@@ -36,20 +65,21 @@ def test_logits_equal_transformers_in_float32(tiny_lm: LoadedModel) -> None:
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, weights: str) -> bool:
-    """int8 products are row-invariant, so int8 rows must match bit for bit; float matrix
-    products take another kernel for one row than for many (float32 here), so they match to
-    rounding only."""
-    return torch.equal(a, b) if weights == "int8" else torch.allclose(a, b, atol=1e-3)
+    """int8 and bf16-kernel products are row-invariant, so their rows must match bit for bit;
+    torch's float32 matrix products take another kernel for one row than for many, so they
+    match to rounding only."""
+    return torch.equal(a, b) if weights != "same" else torch.allclose(a, b, atol=1e-3)
 
 
-@pytest.mark.parametrize("weights", ["same", "int8"])
+@pytest.mark.parametrize("weights", WEIGHTS)
 @pytest.mark.parametrize("prompt_len", [40, 60, 127, 128, 300])  # trees across block edges too
 def test_tree_rows_equal_one_token_steps(
-    tiny_lm: LoadedModel, weights: str, prompt_len: int
+    tiny_lm: LoadedModel, tiny_bf16: LoadedModel, weights: str, prompt_len: int
 ) -> None:
     """A tree row's keys, values and logits are those of plain greedy steps over its path;
-    with int8 products bit for bit: what makes verification lossless in any precision."""
-    native = NativeForward(tiny_lm, weights)
+    with row-invariant products bit for bit: what makes verification lossless in that
+    precision."""
+    native = _native(tiny_lm, tiny_bf16, weights)
     prompt = [(5 * i + 1) % VOCAB for i in range(prompt_len)]
     candidates = [Candidate((1, 2, 3, 9, 9, 9)), Candidate((1, 4)), Candidate((5, 6, 7))]
     tree = build_tree(candidates, 16, 8)
@@ -75,9 +105,11 @@ def test_tree_rows_equal_one_token_steps(
             assert _same(cache.keys[:, :, row], steps.keys[:, :, steps.length - 1], weights)
 
 
-@pytest.mark.parametrize("weights", ["same", "int8"])
-def test_chunked_prefill_rows_equal_one_by_one_rows(tiny_lm: LoadedModel, weights: str) -> None:
-    native = NativeForward(tiny_lm, weights)
+@pytest.mark.parametrize("weights", WEIGHTS)
+def test_chunked_prefill_rows_equal_one_by_one_rows(
+    tiny_lm: LoadedModel, tiny_bf16: LoadedModel, weights: str
+) -> None:
+    native = _native(tiny_lm, tiny_bf16, weights)
     tokens = [(3 * i + 2) % VOCAB for i in range(300)]
     whole, stepped = native.new_cache(), native.new_cache()
     native.prefill(whole, tokens)  # chunks of 256 rows
