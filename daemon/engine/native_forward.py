@@ -6,14 +6,18 @@ per call; a step ran at 2.4x the time it takes to stream the weights once (DESIG
 step is the weight matrices (the `Linear`s of `linears.py`) plus a few small float32 operations:
 
 - keys and values live in one float32 buffer per model, written in place, grown by doubling;
-- attention (`exact_attention.py`) is one function for prompt rows, one-token steps and draft
-  trees, and gives a row the same bits whichever rows it is computed with; with the row-invariant
-  int8 products of `native-w8a8`, a verified tree row is exactly the one-token step's row;
+- attention is one function for prompt rows, one-token steps and draft trees, meant to give a
+  row the same bits whichever rows it is computed with: the C kernel (`cpu_kernels.py`) where
+  the CPU has AVX-512 VNNI, which computes every row alone, else `exact_attention.py` (block
+  sums in absolute order, invariant only as far as torch's batched kernels are). With
+  row-invariant products (int8, or the bf16 kernel) a verified tree row is then exactly the
+  one-token step's row;
 - prompts are prefilled in chunks, whose rows equal an unchunked prefill's for the same reason;
-- the residual stream and the norms stay in float32.
+- the residual stream and the norms stay in float32 (norms in the C kernel where it runs).
 
-The weights are the loaded transformers model's own tensors (bf16/fp32 share memory with it) or
-their int8 copies (`linears.Int8Linear`).
+The weights are the loaded transformers model's own tensors (fp32, or bf16 where there is no
+bf16 kernel: shared memory), their packed bf16 copies (`linears.Bf16Linear`) or their int8
+copies (`linears.Int8Linear`).
 """
 
 from __future__ import annotations
