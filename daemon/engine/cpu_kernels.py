@@ -162,6 +162,7 @@ def attention(
     extra: torch.Tensor,  # (Q, E) int64: ... then extra[i, :extra_count[i]]
     extra_count: torch.Tensor,  # (Q,) int64
     scale: float,
+    most_keys: int | None = None,  # max(prefix + extra_count), if the caller knows it
 ) -> torch.Tensor:
     """-> (Q, heads * 64); head h reads key/value head h // (heads // KV)."""
     library = _library()
@@ -170,7 +171,7 @@ def attention(
     kv_heads, capacity, stride = values.shape
     if dim != 64 or keys.stride() != (capacity * dim, dim, 1) or values.stride()[1:] != (stride, 1):
         raise ValueError("the attention kernel takes contiguous 64-wide heads")
-    most = int((prefix + extra_count).max())
+    most = int((prefix + extra_count).max()) if most_keys is None else most_keys
     out = torch.empty((rows, heads * dim), dtype=torch.float32)
     query = query.contiguous()
     library.attention(

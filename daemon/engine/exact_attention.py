@@ -51,6 +51,7 @@ class RowLayout:
     prefix: torch.Tensor  # (Q,) int64
     extra: torch.Tensor  # (Q, E) int64
     extra_count: torch.Tensor  # (Q,) int64
+    most_keys: int  # the longest row's key count (the kernel's scratch size)
     shared_mask: torch.Tensor | None = None
     tail_index: torch.Tensor | None = None
     tail_mask: torch.Tensor | None = None
@@ -66,6 +67,7 @@ def causal_layout(start: int, q_len: int) -> RowLayout:
         prefix=rows + 1,
         extra=torch.zeros((q_len, 1), dtype=torch.long),
         extra_count=torch.zeros(q_len, dtype=torch.long),
+        most_keys=start + q_len,
         shared_mask=columns[None, :] > rows[:, None],
     )
 
@@ -92,6 +94,7 @@ def tree_layout(start: int, visible: np.ndarray) -> RowLayout:
         prefix=torch.full((len(own),), start, dtype=torch.long),
         extra=torch.from_numpy(extra),
         extra_count=torch.tensor([len(o) for o in own], dtype=torch.long),
+        most_keys=start + max(len(o) for o in own),
         tail_index=torch.from_numpy(index),
         tail_mask=torch.from_numpy(padding),
     )

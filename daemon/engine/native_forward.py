@@ -236,8 +236,16 @@ class NativeForward:
         values[:, start:end, :dim] = value.transpose(0, 1)
         rotated = _rotate(query, cos, sin)
         if self.kernels:
+            # the layout's key count, not a reduction per layer: no host sync in the step
             mixed = cpu_kernels.attention(
-                rotated, keys, values, layout.prefix, layout.extra, layout.extra_count, dim**-0.5
+                rotated,
+                keys,
+                values,
+                layout.prefix,
+                layout.extra,
+                layout.extra_count,
+                dim**-0.5,
+                layout.most_keys,
             )
         else:
             mixed = exact_attention(rotated, keys, values, layout)  # (Q, heads * D)
