@@ -8,17 +8,21 @@ must be gathered), deep, wide, and drafts running past EOS.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 
 import pytest
 import torch
 
+from daemon.engine import cpu_kernels
 from daemon.engine.attention import use_folded_attention
 from daemon.engine.budget import FixedBudget
 from daemon.engine.decode import generate
 from daemon.engine.drafters import ContextLookupDrafter
+from daemon.engine.exact_attention import causal_layout
 from daemon.engine.forward import ForwardPort
+from daemon.engine.models import LoadedModel
 from daemon.engine.native_forward import NativeForward
 from daemon.engine.stops import StopRule
 from daemon.engine.torch_forward import TorchForward
@@ -243,3 +247,54 @@ def test_prefix_cache_reuse_gives_the_greedy_output(tiny: ForwardPort) -> None:
     again = generate(tiny, [*base, 5, 6], StopRule(24, ()), reuse=reuse)
     assert again.tokens == greedy(tiny, [*base, 5, 6], 24)
     assert reuse.reused > len(base)
+
+
+def _near_tie_model() -> LoadedModel:
+    """The tiny model in bf16 with its output rows in twins: row 2k+1 is row 2k with one weight
+    one bf16 step larger, so the two best logits of every step differ only in their last bits
+    and any rounding that depends on the rows around a query flips the choice."""
+    lm = tiny_qwen2()
+    model = lm.model.to(torch.bfloat16)
+    with torch.no_grad():
+        head = model.lm_head.weight
+        for k in range(0, VOCAB - 1, 2):
+            head[k + 1] = head[k]
+            column = k % head.shape[1]
+            value = head[k, column].float()
+            head[k + 1, column] = (value + value.abs() * 2.0**-7).to(torch.bfloat16)
+    return dataclasses.replace(lm, model=model, dtype=torch.bfloat16)
+
+
+# the backends whose every row is computed as it would be alone in their own precision
+EXACT_IN_THEIR_PRECISION = [
+    pytest.param(
+        "same",
+        marks=pytest.mark.skipif(not cpu_kernels.bf16_available(), reason="no avx512_bf16"),
+    ),
+    pytest.param(
+        "int8",
+        marks=pytest.mark.skipif(not cpu_kernels.kernel_available(), reason="no AVX-512 VNNI"),
+    ),
+]
+
+
+@pytest.mark.parametrize("weights", EXACT_IN_THEIR_PRECISION)
+def test_near_tie_logits_never_change_the_output(weights: str) -> None:
+    native = NativeForward(_near_tie_model(), weights)
+    for prompt in PROMPTS:
+        answer = greedy(native, prompt, 48)
+        with torch.inference_mode():
+            sequence = [*prompt, *answer[:-1]]
+            layout = causal_layout(0, len(sequence))
+            positions = torch.arange(len(sequence))
+            logits = native._forward(native.new_cache(), sequence, positions, layout)
+            logits = logits[len(prompt) - 1 :]
+        top2 = logits.float().topk(2, dim=-1).values
+        margin = (top2[:, 0] - top2[:, 1]) / top2[:, 0].abs().clamp(min=1.0)
+        assert (margin < 1e-2).float().mean() > 0.9  # nearly every step is a near-tie
+        for mode in ("scattered", "wide", "right_then_wrong"):
+            oracle = Oracle(answer + [0] * 64, len(prompt), mode)
+            result = generate(native, prompt, StopRule(48, ()), oracle, FixedBudget(16), 40)
+            assert result.tokens == answer, (weights, mode, prompt)
+        lookup = generate(native, prompt, StopRule(48, ()), ContextLookupDrafter(), FixedBudget(16))
+        assert lookup.tokens == answer, (weights, prompt)
