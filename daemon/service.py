@@ -1,9 +1,11 @@
 """The language server's backend: the model, the stores and the workspace indexer.
 
 One worker thread owns the model: loading it and every generation run there in order, so the
-server's event loop and pygls' reader never wait on torch. The previous request's KV cache is
-kept (`PrefixCache`): the next request, usually the same file with a few more characters,
-prefills only what changed. Prompts are fill-in-the-middle when the tokenizer has the markers
+server's event loop and pygls' reader never wait on torch. Each document's last KV rows are
+kept (`PrefixCaches`): the next request, usually the same file with a few more characters,
+prefills only what changed; and where the client says where the cursor is before asking
+(`warm`), the prompt is prefilled while the user still reads, so even the first request in a
+file prefills little. Prompts are fill-in-the-middle when the tokenizer has the markers
 (Qwen2.5-Coder does), cut at stable line boundaries so that typing keeps the prompt's start,
 and with it the reusable prefix, in place.
 """
@@ -21,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from daemon.assembly import ShardSink, open_engine, open_project
-from daemon.engine.decode import PrefixCache
 from daemon.engine.engine import Engine
 from daemon.engine.plan import PLANS, DecodePlan
+from daemon.engine.prefix_caches import PrefixCaches
 from daemon.engine.project_index import WorkspaceIndex
 from daemon.engine.stops import Stop
 from indexer.filters import IndexRules
@@ -54,7 +56,9 @@ class Service:
         self.settings = Settings()
         self.engine: Engine | None = None
         self.error: str | None = None
-        self.reuse = PrefixCache()
+        self.reuse = PrefixCaches()  # touched on the model's thread only
+        self._warm_cancel = threading.Event()  # of the latest warm-up; every request sets it
+        self._warmed: set[str] = set()  # documents whose rows a warm-up wrote last
         self.projects = WorkspaceIndex()
         self.indexer: WorkspaceIndexer | None = None
         self._folders: set[Path] = set()
@@ -66,6 +70,8 @@ class Service:
         self.requests = 0
         self.reused_tokens = 0
         self.prompt_tokens = 0
+        self.warmed_rows = 0
+        self.warm_hits = 0  # requests that reused rows a warm-up had prefilled
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -223,13 +229,38 @@ class Service:
             "requests": self.requests,
             "promptTokens": self.prompt_tokens,
             "reusedPromptTokens": self.reused_tokens,
+            "warmedRows": self.warmed_rows,
+            "warmHits": self.warm_hits,
+            "keptRows": self.reuse.rows,
             "index": self.indexer.stats() if self.indexer is not None else None,
         }
 
     # -- generation -------------------------------------------------------------------------
 
     def complete(self, request: CompletionRequest, cancel: threading.Event) -> Future[Generated]:
+        self._warm_cancel.set()  # a real request goes first: warming stops within a chunk
         return self._worker.submit(self._generate, request, cancel)
+
+    def warm(self, request: CompletionRequest) -> None:
+        self._warm_cancel.set()  # only the latest cursor is worth warming
+        cancel = self._warm_cancel = threading.Event()
+        self._worker.submit(self._warm, request, cancel)
+
+    def _warm(self, request: CompletionRequest, cancel: threading.Event) -> None:
+        engine = self.engine
+        if engine is None or cancel.is_set():
+            return
+        try:
+            prompt, _, _ = request_prompt(engine, request)
+            document = _document_key(request)
+            rows = engine.warm(prompt, self.reuse.get(document), cancel.is_set)
+        except Exception:  # a warm-up is a nicety: never let it take the worker down
+            logger.exception("warming failed")
+            return
+        self.reuse.trim()
+        if rows:
+            self.warmed_rows += rows
+            self._warmed.add(document)
 
     def _generate(self, request: CompletionRequest, cancel: threading.Event) -> Generated:
         engine = self.engine
@@ -255,22 +286,32 @@ class Service:
             end_ids=frozenset(end_ids),
             shape_decided=lambda raw: request.stop(typed(raw)),
         )
+        document = _document_key(request)
+        reuse = self.reuse.get(document)
         try:
-            completion = engine.complete(prompt, plan_of(settings), stop, should_stop, self.reuse)
+            completion = engine.complete(prompt, plan_of(settings), stop, should_stop, reuse)
         finally:
             self._settle()
+        self.reuse.trim()
         self.requests += 1
         self.prompt_tokens += len(prompt)
-        self.reused_tokens += self.reuse.reused
+        self.reused_tokens += reuse.reused
+        if document in self._warmed:
+            self._warmed.discard(document)
+            self.warm_hits += reuse.reused > 0
         decoded = completion.decoded
         return Generated(
             text=typed(completion.text),
             tokens=len(decoded.tokens),
             forwards=decoded.forwards,
             seconds=time.perf_counter() - started,
-            reused_tokens=self.reuse.reused,
+            reused_tokens=reuse.reused,
             stop_reason="timeout" if timed_out and not cancel.is_set() else decoded.stop_reason,
         )
+
+
+def _document_key(request: CompletionRequest) -> str:
+    return request.document or str(request.path)
 
 
 def plan_of(settings: Settings) -> DecodePlan:

@@ -31,6 +31,7 @@ class CompletionRequest:
     language: str
     settings: Settings
     stop: Callable[[str], bool]  # True once the text so far has its final shape
+    document: str = ""  # the document's URI: what per-document state (KV rows) is kept under
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Backend(Protocol):
 
     def complete(self, request: CompletionRequest, cancel: threading.Event) -> Future[Generated]:
         """Queue a generation; setting `cancel` stops it within one decode step."""
+
+    def warm(self, request: CompletionRequest) -> None:
+        """Nothing is asked yet, but the cursor is here: prepare (prefill the prompt) so the
+        request that follows is fast. The lowest priority: any completion cancels it."""
 
     def add_folder(self, folder: Path) -> None: ...
 

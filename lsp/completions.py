@@ -85,6 +85,7 @@ class Completer:
         self.generated: deque[Generated] = deque(maxlen=_HISTORY)
         self.offered = 0
         self.accepted = 0
+        self.warmups = 0
 
     async def complete(self, cursor: Cursor, is_current: Callable[[], bool]) -> Offer | None:
         """The offer for `cursor`, or None; raises CancelledError when superseded."""
@@ -136,14 +137,7 @@ class Completer:
         settings: Settings,
     ) -> _Generation:
         loop = asyncio.get_running_loop()
-        request = CompletionRequest(
-            prefix=cursor.prefix,
-            suffix=cursor.suffix,
-            path=cursor.path,
-            language=cursor.language,
-            settings=settings,
-            stop=lambda text: cut_point(text, context, multiline) is not None,
-        )
+        request = _request(cursor, context, multiline, settings)
         cancel = threading.Event()
         future = asyncio.wrap_future(self.backend.complete(request, cancel), loop=loop)
         generation = _Generation(cursor.prefix, cursor.suffix, key, future, cancel)
@@ -173,6 +167,24 @@ class Completer:
         future.add_done_callback(finished)
         return generation
 
+    def warm(self, cursor: Cursor) -> bool:
+        """The cursor rests at `cursor` and nothing is asked: have the backend prefill the
+        prompt a request here would have. Not when a generation for the document runs or an
+        offer already answers this place. True when a warm-up was queued."""
+        settings = self.settings()
+        if cursor.uri in self._running:
+            return False
+        key = (settings, cursor.tab_size, cursor.insert_spaces)
+        if self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key) is not None:
+            return False
+        context = CursorContext(
+            cursor.prefix, cursor.suffix, cursor.tab_size, cursor.insert_spaces, cursor.language
+        )
+        multiline = wants_multiline(context, settings.multiline)
+        self.backend.warm(_request(cursor, context, multiline, settings))
+        self.warmups += 1
+        return True
+
     def _offered(self, offer: Offer, started: float) -> Offer:
         self.offered += 1
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -188,6 +200,20 @@ class Completer:
     def cancel_all(self) -> None:
         for running in self._running.values():
             running.cancel.set()
+
+
+def _request(
+    cursor: Cursor, context: CursorContext, multiline: bool, settings: Settings
+) -> CompletionRequest:
+    return CompletionRequest(
+        prefix=cursor.prefix,
+        suffix=cursor.suffix,
+        path=cursor.path,
+        language=cursor.language,
+        settings=settings,
+        stop=lambda text: cut_point(text, context, multiline) is not None,
+        document=cursor.uri,
+    )
 
 
 def _extends(running: _Generation, cursor: Cursor, key: object) -> bool:

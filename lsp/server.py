@@ -26,11 +26,14 @@ from lsp.completions import Completer, Cursor
 from lsp.settings import Settings, parse_settings
 from lsp.typeahead import Offer
 
-__all__ = ["STATUS_METHOD", "CodeswiftServer", "build_server", "indent_style"]
+__all__ = ["CURSOR_METHOD", "STATUS_METHOD", "CodeswiftServer", "build_server", "indent_style"]
 
 logger = logging.getLogger(__name__)
 
 STATUS_METHOD = "codeswift/status"
+# client -> server notification: the cursor rests at {textDocument: {uri}, position} and
+# nothing is asked yet (a file opened or focused, the cursor moved and idle)
+CURSOR_METHOD = "codeswift/cursor"
 ACCEPT = "codeswift.accept"
 REINDEX = "codeswift.reindex"
 TOGGLE = "codeswift.toggle"
@@ -165,16 +168,36 @@ class CodeswiftServer(LanguageServer):
             return None
         if not (invoked or self.settings.auto_trigger):
             return None
+        cursor = self.cursor_at(uri, position, invoked, formatting)
+        if cursor is None:
+            return None  # never opened: nothing to complete
+        version, source = cursor.version, cursor.prefix + cursor.suffix
+
+        def is_current() -> bool:
+            now = self.workspace.text_documents.get(uri)
+            return now is not None and now.version == version and now.source == source
+
+        return await self.completer.complete(cursor, is_current)
+
+    def warm_at(self, uri: str, position: types.Position) -> bool:
+        """The client says the cursor rests here: prefill what a request here would need."""
+        if not (self.enabled and self.settings.enable):
+            return False
+        cursor = self.cursor_at(uri, position, invoked=False)
+        return cursor is not None and self.completer.warm(cursor)
+
+    def cursor_at(
+        self, uri: str, position: types.Position, invoked: bool, formatting: Any = None
+    ) -> Cursor | None:
         document = self.workspace.text_documents.get(uri)
         if document is None:
-            return None  # never opened: nothing to complete
+            return None
         source = document.source
         offset = _offset(document, position)
-        version = document.version
         tab_size, spaces = indent_style(formatting, source)
-        cursor = Cursor(
+        return Cursor(
             uri=uri,
-            version=version,
+            version=document.version,
             prefix=source[:offset],
             suffix=source[offset:],
             path=uri_path(uri),
@@ -183,12 +206,6 @@ class CodeswiftServer(LanguageServer):
             insert_spaces=spaces,
             invoked=invoked,
         )
-
-        def is_current() -> bool:
-            now = self.workspace.text_documents.get(uri)
-            return now is not None and now.version == version and now.source == source
-
-        return await self.completer.complete(cursor, is_current)
 
 
 def _sends_log_level(options: Any) -> bool:
@@ -221,6 +238,14 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CodeswiftServer, params: types.DidOpenTextDocumentParams) -> None:
         _buffer_changed(ls, params.text_document.uri)
+
+    @server.feature(CURSOR_METHOD)
+    def cursor(ls: CodeswiftServer, params: Any) -> None:
+        place = _cursor_params(params)
+        if place is None:
+            ls.log(types.MessageType.Warning, f"codeswift: bad {CURSOR_METHOD} params")
+            return
+        ls.warm_at(*place)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CodeswiftServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -317,6 +342,22 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
         }
 
     return server
+
+
+def _cursor_params(params: Any) -> tuple[str, types.Position] | None:
+    """(uri, position) of a `codeswift/cursor` notification, None when malformed."""
+
+    def field(value: Any, name: str) -> Any:
+        return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+    uri = field(field(params, "textDocument"), "uri")
+    position = field(params, "position")
+    line, character = field(position, "line"), field(position, "character")
+    if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
+        return None
+    if line < 0 or character < 0:
+        return None
+    return uri, types.Position(line, character)
 
 
 def _buffer_changed(ls: CodeswiftServer, uri: str) -> None:

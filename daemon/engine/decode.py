@@ -26,7 +26,10 @@ from daemon.engine.plan import MAX_DEPTH
 from daemon.engine.stops import StopRule
 from daemon.engine.tree import EMPTY_TREE, DraftTree, ancestor_matrix, build_tree
 
-__all__ = ["DecodeResult", "PrefixCache", "generate"]
+__all__ = ["DecodeResult", "PrefixCache", "generate", "warm"]
+
+# prompt rows per forward when warming: a real request waits for at most one such chunk
+WARM_CHUNK = 64
 
 
 @dataclass
@@ -96,6 +99,38 @@ def generate(
     if reuse is not None:
         reuse.tokens, reuse.cache, reuse.reused = context, cache, start
     return result
+
+
+def warm(
+    model: ForwardPort,
+    prompt: Sequence[int],
+    reuse: PrefixCache,
+    should_cancel: Callable[[], bool],
+    chunk: int = WARM_CHUNK,
+) -> int:
+    """Prefill `prompt` into `reuse` before anyone asks, so that the request which follows
+    prefills only what changed. Runs `chunk` rows per forward and stops at the first chunk
+    boundary after `should_cancel` says so; the rows done stay usable. Returns rows prefilled.
+
+    Rows prefilled in chunks are the rows a whole prefill gives (bit for bit on the
+    row-invariant backends), so warming never changes an output."""
+    context = list(prompt)
+    start = _common_prefix(reuse.tokens, context) if reuse.cache is not None else 0
+    cache = reuse.cache if start > 0 else model.new_cache()
+    if start > 0:
+        model.crop(cache, start)
+    reuse.cache = None  # owned here until the rows are consistent again
+    done = start
+    try:
+        while done < len(context) and not should_cancel():
+            step = context[done : done + chunk]
+            model.prefill(cache, step)
+            done += len(step)
+    except BaseException:
+        reuse.clear()
+        raise
+    reuse.tokens, reuse.cache, reuse.reused = context[:done], cache, 0
+    return done - start
 
 
 def _reusable(model: ForwardPort, reuse: PrefixCache | None, context: list[int]) -> tuple[Any, int]:

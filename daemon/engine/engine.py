@@ -13,7 +13,7 @@ from typing import Protocol
 
 from daemon.engine.budget import AdaptiveBudget, BudgetPolicy, CostCurve, FixedBudget, cost_curve
 from daemon.engine.datastore import SuffixIndex
-from daemon.engine.decode import DecodeResult, PrefixCache, generate
+from daemon.engine.decode import DecodeResult, PrefixCache, generate, warm
 from daemon.engine.forward import ForwardPort
 from daemon.engine.models import LoadedModel
 from daemon.engine.plan import DecodePlan
@@ -86,6 +86,12 @@ class Engine:
         )
         stats = drafter.stats if drafter is not None else DraftStats()
         return Completion(plan.name, rule.trim(self.decode(decoded.tokens)), decoded, stats)
+
+    def warm(
+        self, prompt: Sequence[int], reuse: PrefixCache, should_cancel: Callable[[], bool]
+    ) -> int:
+        """Prefill `prompt` into `reuse` ahead of a request (see `decode.warm`); rows done."""
+        return warm(self.model, prompt, reuse, should_cancel)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`, special tokens left out."""

@@ -249,6 +249,36 @@ def test_prefix_cache_reuse_gives_the_greedy_output(tiny: ForwardPort) -> None:
     assert reuse.reused > len(base)
 
 
+def test_warmed_rows_give_the_greedy_output(tiny: ForwardPort) -> None:
+    """A warm-up prefills the prompt in small chunks before the request; a request that
+    follows reuses those rows and answers exactly as a cold one; a cancelled warm-up keeps
+    the chunks it finished."""
+    from daemon.engine.decode import PrefixCache, warm
+
+    reuse = PrefixCache()
+    prompt = PROMPTS[3]
+    assert warm(tiny, prompt, reuse, lambda: False, chunk=7) == len(prompt)
+    assert reuse.tokens == prompt
+    result = generate(
+        tiny, prompt, StopRule(24, ()), ContextLookupDrafter(), FixedBudget(16), reuse=reuse
+    )
+    assert result.tokens == greedy(tiny, prompt, 24)
+    assert reuse.reused == len(prompt) - 1  # only the last prompt token ran again
+
+    calls = 0
+
+    def cancel_after_two_chunks() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2
+
+    moved = [*prompt[:10], 1, 2, 3, *prompt[10:]]  # the cursor moved: rows after it change
+    assert warm(tiny, moved, reuse, cancel_after_two_chunks, chunk=5) == 10
+    assert reuse.tokens == moved[:20]
+    result = generate(tiny, moved, StopRule(24, ()), reuse=reuse)
+    assert result.tokens == greedy(tiny, moved, 24) and reuse.reused == 20
+
+
 def _near_tie_model() -> LoadedModel:
     """The tiny model in bf16 with its output rows in twins: row 2k+1 is row 2k with one weight
     one bf16 step larger, so the two best logits of every step differ only in their last bits

@@ -106,6 +106,11 @@ class Session:
         result = await asyncio.wait_for(future, 120)
         return [item.insert_text for item in result.items]
 
+    def cursor(self, uri: str, line: int, character: int) -> None:
+        """`codeswift/cursor`: the cursor rests here, nothing asked yet (the server warms)."""
+        params = {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+        self.client.protocol.notify("codeswift/cursor", params)
+
     def cancel(self, msg_id: int) -> None:
         self.client.protocol.notify("$/cancelRequest", types.CancelParams(id=msg_id))
 

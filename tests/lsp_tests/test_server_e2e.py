@@ -14,7 +14,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from tests.conftest import require_real_model
-from tests.lsp_tests.client import Session, position_at_end
+from tests.lsp_tests.client import REPO, Session, position_at_end
 
 pytestmark = pytest.mark.real_model
 
@@ -179,6 +179,50 @@ def test_saved_file_is_indexed_and_drafted_from(tmp_path: Path) -> None:
             while await files() < 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert await files() == 1
+        finally:
+            await session.stop()
+
+    run(scenario())
+
+
+def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
+    tmp_path: Path,
+) -> None:
+    """A file is opened and the cursor rests: the server prefills that place's prompt, and the
+    request that follows reuses the rows and answers as a cold server would (the same text in
+    a second document, which nobody warmed)."""
+    source = (REPO / "daemon" / "engine" / "budget.py").read_text()  # a real, long file
+    head = source + "\n\n" + GEOMETRY
+
+    async def scenario() -> None:
+        session = Session()
+        await session.start(tmp_path, OPTIONS)
+        try:
+            await session.wait_status("ready")
+            uri = session.open(tmp_path / "warm.py", head)
+            line, column = position_at_end(head)
+            session.cursor(uri, line, column)
+            session.cursor(uri, -1, "x")  # malformed: reported, nothing else happens
+
+            async def warmed() -> int:
+                return int((await session.command("codeswift.stats"))["backend"]["warmedRows"])
+
+            deadline = time.monotonic() + 120
+            while await warmed() < 500 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            rows = await warmed()
+            assert rows >= 500  # the prompt: ~1,000 tokens of prefix, the markers, no suffix
+            assert any("codeswift/cursor" in line for line in session.logs)
+            (warm_text,) = await session.inline(uri, line, column)
+            backend = (await session.command("codeswift.stats"))["backend"]
+            assert backend["warmHits"] == 1 and backend["requests"] == 1
+            assert backend["reusedPromptTokens"] >= rows - 1
+            assert backend["warmedRows"] == rows
+
+            cold = session.open(tmp_path / "cold.py", head)
+            assert await session.inline(cold, line, column) == [warm_text]
+            backend = (await session.command("codeswift.stats"))["backend"]
+            assert backend["warmHits"] == 1 and backend["warmedRows"] == rows
         finally:
             await session.stop()
 
