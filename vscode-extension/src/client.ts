@@ -5,14 +5,17 @@ import {
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
+  NotificationType,
   State,
 } from "vscode-languageclient/node";
+import { CURSOR_METHOD, CursorParams, CursorWatcher } from "./cursor";
 import { alertNotRunning, alertServerError, alertStartProblem } from "./alerts";
 import { diagnose, Runner, runProcess, serverOptions } from "./server";
 import { PYTHON_PATH, SECTION, pythonPath, serverSettings } from "./settings";
 import { STATUS_METHOD, ServerStatus, StatusView } from "./status";
 
 export const CLIENT_ID = "codeswift"; // also the prefix of the `codeswift.trace.server` setting
+const CURSOR_NOTIFICATION = new NotificationType<CursorParams>(CURSOR_METHOD);
 export const DOCUMENT_SELECTOR = [{ scheme: "file" }, { scheme: "untitled" }];
 
 export class CodeswiftClient implements vscode.Disposable {
@@ -23,6 +26,7 @@ export class CodeswiftClient implements vscode.Disposable {
   /** The last server error shown as a message, so a repeated status does not repeat it. */
   private alerted: string | undefined;
   private lastState: string | undefined;
+  private cursor: CursorWatcher | undefined;
 
   constructor(
     private readonly output: vscode.LogOutputChannel,
@@ -119,13 +123,23 @@ export class CodeswiftClient implements vscode.Disposable {
     this.client = client;
     try {
       await client.start();
+      this.cursor = new CursorWatcher((params) => this.cursorRests(client, params));
     } catch (error) {
       // the client has logged it and shown "couldn't create connection" with a log button
       this.status.error(`the server failed to start: ${String(error)}`);
     }
   }
 
+  /** The server warms the place where the cursor rests (see cursor.ts). */
+  private cursorRests(client: LanguageClient, params: CursorParams): void {
+    if (this.client === client && client.isRunning() && config().get("enable", true)) {
+      void client.sendNotification(CURSOR_NOTIFICATION, params);
+    }
+  }
+
   private async shutdown(): Promise<void> {
+    this.cursor?.dispose();
+    this.cursor = undefined;
     const client = this.client;
     this.client = undefined;
     if (client === undefined) {

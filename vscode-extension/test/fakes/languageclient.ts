@@ -19,6 +19,11 @@ export const DidChangeConfigurationNotification = {
   type: { method: "workspace/didChangeConfiguration" },
 };
 
+export class NotificationType<P = unknown> {
+  readonly params?: P;
+  constructor(public readonly method: string) {}
+}
+
 type Handler = (params: unknown) => unknown;
 
 export class LanguageClient {

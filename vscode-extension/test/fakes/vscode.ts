@@ -113,6 +113,35 @@ export class FakeState {
   configListeners: Array<Listener<unknown>> = [];
   trustListeners: Array<Listener<void>> = [];
   workspaceFolders: Array<{ uri: { fsPath: string } }> | undefined = undefined;
+  activeTextEditor: FakeTextEditor | undefined = undefined;
+  editorListeners: Array<Listener<FakeTextEditor | undefined>> = [];
+  selectionListeners: Array<Listener<{ textEditor: FakeTextEditor }>> = [];
+}
+
+/** An editor on a document at `uri`, its cursor at (line, character), nothing selected. */
+export class FakeTextEditor {
+  selection: { active: { line: number; character: number }; isEmpty: boolean };
+  readonly document: { uri: { scheme: string; toString(): string } };
+  constructor(uri: string, line: number, character: number) {
+    const scheme = uri.split(":")[0];
+    this.document = { uri: { scheme, toString: () => uri } };
+    this.selection = { active: { line, character }, isEmpty: true };
+  }
+}
+
+/** The user focuses `editor` (undefined: no editor), as the window would report it. */
+export function focusEditor(editor: FakeTextEditor | undefined): void {
+  fake.activeTextEditor = editor;
+  fake.editorListeners.forEach((listener) => listener(editor));
+}
+
+/** The cursor of the active editor moves to (line, character). */
+export function moveCursor(line: number, character: number): void {
+  const editor = fake.activeTextEditor;
+  if (editor !== undefined) {
+    editor.selection = { active: { line, character }, isEmpty: true };
+    fake.selectionListeners.forEach((listener) => listener({ textEditor: editor }));
+  }
 }
 
 export let fake = new FakeState();
@@ -130,6 +159,21 @@ async function message(kind: Message["kind"], text: string, buttons: unknown[]) 
 }
 
 export const window = {
+  get activeTextEditor() {
+    return fake.activeTextEditor;
+  },
+  onDidChangeActiveTextEditor(listener: Listener<FakeTextEditor | undefined>) {
+    fake.editorListeners.push(listener);
+    return new Disposable(() => {
+      fake.editorListeners = fake.editorListeners.filter((l) => l !== listener);
+    });
+  },
+  onDidChangeTextEditorSelection(listener: Listener<{ textEditor: FakeTextEditor }>) {
+    fake.selectionListeners.push(listener);
+    return new Disposable(() => {
+      fake.selectionListeners = fake.selectionListeners.filter((l) => l !== listener);
+    });
+  },
   createStatusBarItem(alignment: StatusBarAlignment, priority: number) {
     const item = new FakeStatusBarItem(alignment, priority);
     fake.statusItems.push(item);
