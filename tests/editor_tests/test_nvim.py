@@ -145,6 +145,16 @@ out.seconds = (vim.uv.hrtime() - t0) / 1e9
 out.err = err
 out.reply = replies and replies[client.id] or vim.NIL
 out.status = vim.g.codeswift_status_data or vim.NIL
+-- The cursor moves and rests: the plugin tells the server, which prefills that place.
+vim.api.nvim_win_set_cursor(0, { LINE, 4 })
+vim.api.nvim_exec_autocmds("CursorMoved", { buffer = 0 })
+local function warmed()
+  local stats = client:request_sync("workspace/executeCommand", { command = "codeswift.stats" })
+  local backend = stats and stats.result and stats.result.backend
+  return backend and backend.warmedRows or 0
+end
+vim.wait(30000, function() return warmed() > 0 end, 200)
+out.warmed_rows = warmed()
 finish()
 """
 
@@ -198,6 +208,7 @@ def test_headless_inline_completion_request(tmp_path: Path) -> None:
     text = items[0]["insertText"]
     text = text["value"] if isinstance(text, dict) else text
     assert text.strip(), items[0]
+    assert result["warmed_rows"] > 0, "the resting cursor did not reach the server"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ local uv = vim.uv or vim.loop
 
 local NAME = "codeswift"
 local METHOD = "textDocument/inlineCompletion"
+local CURSOR_METHOD = "codeswift/cursor"
 local TRIGGER_AUTOMATIC = 2
 -- RequestCancelled, ContentModified, ServerCancelled: the normal fate of a stale request.
 local CANCELLED = { [-32800] = true, [-32801] = true, [-32802] = true }
@@ -43,6 +44,9 @@ M.defaults = {
   -- Sent as LSP initializationOptions, camelCase as the server expects, e.g.
   -- { maxNewTokens = 48, debounceMs = 50, multiline = "auto" }.
   init_options = {},
+  -- Tell the server where the cursor rests (`codeswift/cursor`) this long after the last move
+  -- or buffer switch, so it prefills that place's prompt before you type; false: never.
+  rest_ms = 250,
   -- Insert-mode key that accepts the shown completion; false leaves keys alone (then map
   -- require("codeswift").accept yourself).
   accept_key = "<Tab>",
@@ -565,14 +569,54 @@ local function detach(bufnr)
   end
   cancel(bufnr)
   clear_ghost(bufnr)
-  if st.timer and not st.timer:is_closing() then
-    st.timer:close()
+  for _, timer in pairs({ st.timer, st.rest_timer }) do -- either may be nil
+    if not timer:is_closing() then
+      timer:close()
+    end
   end
   if augroup and api.nvim_buf_is_valid(bufnr) then
     api.nvim_clear_autocmds({ group = augroup, buffer = bufnr })
   end
   unmap_accept_key(bufnr, st)
   bufstate[bufnr] = nil
+end
+
+--- The cursor rested in `bufnr`: the server warms that place (prefills its prompt).
+local function cursor_rests(bufnr)
+  local client = get_client(bufnr)
+  if not client or client:is_stopped() or api.nvim_get_current_buf() ~= bufnr then
+    return
+  end
+  local mode = api.nvim_get_mode().mode
+  if mode:sub(1, 1) ~= "n" and mode:sub(1, 1) ~= "i" then
+    return -- a selection, a command line: not a place to complete at
+  end
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  pcall(client.notify, client, CURSOR_METHOD, params)
+end
+
+local function watch_cursor(bufnr, st)
+  if not M.config.rest_ms then
+    return
+  end
+  st.rest_timer = uv.new_timer()
+  local function rest_later()
+    st.rest_timer:start(
+      M.config.rest_ms,
+      0,
+      vim.schedule_wrap(function()
+        cursor_rests(bufnr)
+      end)
+    )
+  end
+  api.nvim_create_autocmd({ "BufEnter", "CursorMoved", "CursorMovedI" }, {
+    group = augroup,
+    buffer = bufnr,
+    callback = rest_later,
+  })
+  if api.nvim_get_current_buf() == bufnr then
+    rest_later()
+  end
 end
 
 local function attach(bufnr, client)
@@ -583,6 +627,7 @@ local function attach(bufnr, client)
   local st = bufstate[bufnr]
   st.attached, st.seq, st.inflight = true, 0, {}
   map_accept_key(bufnr)
+  watch_cursor(bufnr, st)
   if use_native() then
     if not pcall(vim.lsp.inline_completion.enable, true, { bufnr = bufnr }) then
       pcall(vim.lsp.inline_completion.enable, true)
