@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsp.backend import Backend, CompletionRequest, Generated
 from lsp.settings import Settings
@@ -56,17 +57,27 @@ class _Generation:
     settings_key: object
     future: asyncio.Future[Generated]
     cancel: threading.Event = field(default_factory=threading.Event)
-    offer: Offer | None = None  # set as soon as the generation ends (before waiters resume)
+    # the block's first line as soon as it is decided, then the whole completion once the
+    # generation ends (set before waiters resume)
+    offer: Offer | None = None
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     waiters: int = 0
 
-    async def wait(self) -> Offer | None:
+    async def wait(self, whole: bool = False) -> Offer | None:
+        """The offer once there is one (`whole`: once the generation has ended)."""
         self.waiters += 1
+        answered: asyncio.Future[Any] = asyncio.ensure_future(self.answered.wait())
         try:
-            await asyncio.shield(self.future)
+            if whole:
+                await asyncio.shield(self.future)
+            else:
+                either: list[asyncio.Future[Any]] = [answered, self.future]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             return self.offer
         finally:
+            answered.cancel()
             self.waiters -= 1
-            if self.waiters == 0 and not self.future.done():
+            if self.waiters == 0 and self.offer is None and not self.future.done():
                 self.cancel.set()  # nobody wants it any more: stop within one decode step
 
 
@@ -86,6 +97,7 @@ class Completer:
         self.offered = 0
         self.accepted = 0
         self.warmups = 0
+        self.early_answers = 0  # blocks answered with their first line while generating
 
     async def complete(self, cursor: Cursor, is_current: Callable[[], bool]) -> Offer | None:
         """The offer for `cursor`, or None; raises CancelledError when superseded."""
@@ -111,12 +123,13 @@ class Completer:
 
         running = self._running.get(cursor.uri)
         if running is not None and _extends(running, cursor, key):
-            await running.wait()
-            if self._latest.get(cursor.uri) != sequence:
-                raise asyncio.CancelledError  # superseded while waiting: never queue behind
-            offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
-            if offer is not None:
-                return self._offered(offer, started)
+            for whole in (False, True):  # its first line may not reach this far: then all
+                await running.wait(whole)
+                if self._latest.get(cursor.uri) != sequence:
+                    raise asyncio.CancelledError  # superseded while waiting: never queue behind
+                offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
+                if offer is not None:
+                    return self._offered(offer, started)
         elif running is not None:
             running.cancel.set()
 
@@ -137,7 +150,18 @@ class Completer:
         settings: Settings,
     ) -> _Generation:
         loop = asyncio.get_running_loop()
-        request = _request(cursor, context, multiline, settings)
+        decided: list[str] = []  # the first line, once: written on the backend's thread
+
+        def early(text: str) -> None:
+            """A block's first line is decided: answer with it, keep generating the rest."""
+            if multiline and not decided and (end := _first_line_end(text)) is not None:
+                decided.append(text[:end])
+                # runs on the loop once `_start` has returned, so `generation` is set by then
+                loop.call_soon_threadsafe(
+                    lambda: self._answer_early(generation, decided[0], context, cursor.uri)
+                )
+
+        request = _request(cursor, context, multiline, settings, early)
         cancel = threading.Event()
         future = asyncio.wrap_future(self.backend.complete(request, cancel), loop=loop)
         generation = _Generation(cursor.prefix, cursor.suffix, key, future, cancel)
@@ -163,9 +187,32 @@ class Completer:
                     self.offers.new_id(), cursor.prefix, cursor.suffix, text, key
                 )
                 self.offers.remember(cursor.uri, generation.offer)
+                generation.answered.set()
 
         future.add_done_callback(finished)
         return generation
+
+    def _answer_early(
+        self, generation: _Generation, line: str, context: CursorContext, uri: str
+    ) -> None:
+        """Offer a block's decided first line while the rest is generated. The offer is
+        remembered like any other, so typing into it is answered at once; the whole block
+        replaces it (same place) when the generation ends."""
+        if generation.offer is not None or generation.future.done():
+            return
+        text = shape_completion(line, context, multiline=True)
+        if not text:
+            return
+        generation.offer = Offer(
+            self.offers.new_id(),
+            generation.prefix,
+            generation.suffix,
+            text,
+            generation.settings_key,
+        )
+        self.offers.remember(uri, generation.offer)
+        self.early_answers += 1
+        generation.answered.set()
 
     def warm(self, cursor: Cursor) -> bool:
         """The cursor rests at `cursor` and nothing is asked: have the backend prefill the
@@ -203,17 +250,34 @@ class Completer:
 
 
 def _request(
-    cursor: Cursor, context: CursorContext, multiline: bool, settings: Settings
+    cursor: Cursor,
+    context: CursorContext,
+    multiline: bool,
+    settings: Settings,
+    watch: Callable[[str], None] = lambda text: None,
 ) -> CompletionRequest:
+    """The backend's request for `cursor`; `watch` sees the text so far at every check."""
+
+    def stop(text: str) -> bool:
+        watch(text)
+        return cut_point(text, context, multiline) is not None
+
     return CompletionRequest(
         prefix=cursor.prefix,
         suffix=cursor.suffix,
         path=cursor.path,
         language=cursor.language,
         settings=settings,
-        stop=lambda text: cut_point(text, context, multiline) is not None,
+        stop=stop,
         document=cursor.uri,
     )
+
+
+def _first_line_end(text: str) -> int | None:
+    """Where the first line with code in it ends, once a line break follows it."""
+    start = len(text) - len(text.lstrip())  # the first character that is not blank
+    line_break = text.find("\n", start) if start < len(text) else -1
+    return None if line_break == -1 else line_break
 
 
 def _extends(running: _Generation, cursor: Cursor, key: object) -> bool:

@@ -1,0 +1,144 @@
+"""The completion pipeline against a small scripted backend: blocks answered with their first
+line while the rest is generated, typing into such an answer, and warm-ups.
+
+The real server and model run the same paths in test_server_e2e.py; here the timing is scripted,
+so what is checked is the order of events, fast and without a model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lsp.backend import CompletionRequest, Generated, StatusSink
+from lsp.completions import Completer, Cursor
+from lsp.settings import Settings
+
+BLOCK = "total = a + 1\n    total *= 2\n    return total\n\ndef g():\n"
+PREFIX = "def f(a):\n    "
+
+
+class ScriptedBackend:
+    """Generates `text` in pieces of `piece` characters, `delay` seconds apart, asking the
+    request's stop rule after each piece as the engine does after each step."""
+
+    def __init__(self, text: str, piece: int = 6, delay: float = 0.05) -> None:
+        self.text, self.piece, self.delay = text, piece, delay
+        self.requests: list[CompletionRequest] = []
+        self.warmed: list[CompletionRequest] = []
+        self.cancelled: list[bool] = []
+
+    def complete(self, request: CompletionRequest, cancel: threading.Event) -> Future[Generated]:
+        self.requests.append(request)
+        future: Future[Generated] = Future()
+
+        def run() -> None:
+            made, reason = "", "max_new_tokens"
+            for end in range(self.piece, len(self.text) + self.piece, self.piece):
+                time.sleep(self.delay)
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                made = self.text[:end]
+                if request.stop(made):
+                    reason = "shape"
+                    break
+            self.cancelled.append(cancel.is_set())
+            future.set_result(Generated(made, len(made), len(made), 0.0, 0, reason))
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+    def warm(self, request: CompletionRequest) -> None:
+        self.warmed.append(request)
+
+    def start(self, settings: Settings, status: StatusSink) -> None: ...
+    def configure(self, settings: Settings) -> None: ...
+    def add_folder(self, folder: Path) -> None: ...
+    def remove_folder(self, folder: Path) -> None: ...
+    def buffer_changed(self, path: Path, text: str) -> None: ...
+    def buffer_closed(self, path: Path) -> None: ...
+    def file_saved(self, path: Path) -> None: ...
+    def reindex(self) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def shutdown(self) -> None: ...
+
+
+def cursor(prefix: str, suffix: str = "") -> Cursor:
+    return Cursor("file:///w/f.py", 1, prefix, suffix, None, "python")
+
+
+def completer(backend: ScriptedBackend) -> Completer:
+    settings = Settings(debounce_ms=0)
+    return Completer(backend, lambda: settings)
+
+
+def test_a_block_is_answered_with_its_first_line_and_generated_on() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend(BLOCK)
+        pipeline = completer(backend)
+        offer = await pipeline.complete(cursor(PREFIX), lambda: True)
+        assert offer is not None and offer.text == "total = a + 1"
+        assert pipeline._running  # answered while the block is still being generated
+        assert pipeline.early_answers == 1
+        # typing into the early answer is answered from it, no second generation
+        typed = await pipeline.complete(cursor(PREFIX + "total = a"), lambda: True)
+        assert typed is not None and typed.text == " + 1"
+        while pipeline._running:
+            await asyncio.sleep(0.01)
+        assert backend.cancelled == [False]  # nobody waited any more, yet it went on
+        # the whole block replaced the first line: after accepting it, the rest is on offer
+        rest = await pipeline.complete(cursor(PREFIX + "total = a + 1"), lambda: True)
+        assert rest is not None and rest.text == "\n    total *= 2\n    return total"
+        assert len(backend.requests) == 1
+
+    asyncio.run(scenario())
+
+
+def test_typing_past_the_first_line_waits_for_the_whole_block() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend(BLOCK, delay=0.1)
+        pipeline = completer(backend)
+        first = asyncio.ensure_future(pipeline.complete(cursor(PREFIX), lambda: True))
+        await asyncio.sleep(0.15)  # generating, the first line not yet decided
+        further = PREFIX + "total = a + 1\n    total"
+        offer = await pipeline.complete(cursor(further), lambda: True)
+        assert offer is not None and offer.text == " *= 2\n    return total"
+        with pytest.raises(asyncio.CancelledError):
+            await first  # superseded by the newer request, as an editor's would be
+        assert len(backend.requests) == 1
+
+    asyncio.run(scenario())
+
+
+def test_single_lines_are_not_answered_early() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend("a + 1\nprint(x)\n")
+        pipeline = completer(backend)
+        offer = await pipeline.complete(cursor("x = f(", ", b)"), lambda: True)  # mid-line
+        assert offer is not None and offer.text == "a + 1"
+        assert pipeline.early_answers == 0
+
+    asyncio.run(scenario())
+
+
+def test_warm_up_is_asked_only_where_nothing_answers_yet() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend("a + 1\n")
+        pipeline = completer(backend)
+        assert pipeline.warm(cursor("x = "))
+        assert backend.warmed[0].prefix == "x = " and backend.warmed[0].document
+        await pipeline.complete(cursor("x = "), lambda: True)
+        assert not pipeline.warm(cursor("x = "))  # an offer is waiting here
+        assert not pipeline.warm(cursor("x = a"))  # typed into it: still on offer
+        assert pipeline.warm(cursor("y = "))
+        assert len(backend.warmed) == 2
+
+    asyncio.run(scenario())
