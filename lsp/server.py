@@ -337,6 +337,8 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
             **ls.status,
             "enabled": ls.enabled,
             "typedAheadHits": ls.completer.offers.hits,
+            "earlyAnswers": ls.completer.early_answers,
+            "warmups": ls.completer.warmups,
             "latencyP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
             "backend": ls.backend.stats(),
         }

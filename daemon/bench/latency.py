@@ -99,6 +99,7 @@ async def _bench(
             "rest_s": REST_S,
             "warmed_rows": json_field(backend, "warmedRows"),
             "warm_hits": json_field(backend, "warmHits"),
+            "early_answers": json_field(stats, "earlyAnswers"),
             "single_line_ms": latency_summary(results["single"]),
             "typed_ahead_ms": latency_summary(results["typed"]),
             "block_64_ms": latency_summary(results["block"]),

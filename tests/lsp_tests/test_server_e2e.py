@@ -202,27 +202,67 @@ def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
             uri = session.open(tmp_path / "warm.py", head)
             line, column = position_at_end(head)
             session.cursor(uri, line, column)
-            session.cursor(uri, -1, "x")  # malformed: reported, nothing else happens
+            session.cursor(uri, -1, "x")  # type: ignore[arg-type]  # malformed: reported, nothing else happens
 
-            async def warmed() -> int:
-                return int((await session.command("codeswift.stats"))["backend"]["warmedRows"])
+            async def backend() -> dict[str, Any]:
+                return dict((await session.command("codeswift.stats"))["backend"])
 
-            deadline = time.monotonic() + 120
-            while await warmed() < 500 and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            rows = await warmed()
+            rows, deadline = -1, time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the warm-up has ended
+                await asyncio.sleep(1.0)
+                now = (await backend())["warmedRows"]
+                if now == rows and now > 0:
+                    break
+                rows = now
             assert rows >= 500  # the prompt: ~1,000 tokens of prefix, the markers, no suffix
             assert any("codeswift/cursor" in line for line in session.logs)
             (warm_text,) = await session.inline(uri, line, column)
-            backend = (await session.command("codeswift.stats"))["backend"]
-            assert backend["warmHits"] == 1 and backend["requests"] == 1
-            assert backend["reusedPromptTokens"] >= rows - 1
-            assert backend["warmedRows"] == rows
+            deadline = time.monotonic() + 120
+            while (await backend())["requests"] < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # a block is answered early and generated on
+            stats = await backend()
+            assert stats["warmHits"] == 1 and stats["requests"] == 1
+            assert stats["reusedPromptTokens"] >= rows - 1
+            assert stats["warmedRows"] == rows
 
             cold = session.open(tmp_path / "cold.py", head)
             assert await session.inline(cold, line, column) == [warm_text]
-            backend = (await session.command("codeswift.stats"))["backend"]
-            assert backend["warmHits"] == 1 and backend["warmedRows"] == rows
+            stats = await backend()
+            assert stats["warmHits"] == 1 and stats["warmedRows"] == rows
+        finally:
+            await session.stop()
+
+    run(scenario())
+
+
+def test_a_block_is_answered_with_its_first_line_then_the_rest_without_the_model(
+    tmp_path: Path,
+) -> None:
+    fizzbuzz = "def fizzbuzz(n):\n    for i in range(1, n + 1):\n        "
+
+    async def scenario() -> None:
+        session = Session()
+        await session.start(tmp_path, {**OPTIONS, "maxNewTokens": 64})
+        try:
+            await session.wait_status("ready")
+            uri = session.open(tmp_path / "fizz.py", fizzbuzz)
+            line, column = position_at_end(fizzbuzz)
+            (first,) = await session.inline(uri, line, column)
+            assert first.strip() and "\n" not in first  # the first line, the rest still coming
+            stats = await session.command("codeswift.stats")
+            assert stats["earlyAnswers"] == 1
+
+            async def requests() -> int:
+                return int((await session.command("codeswift.stats"))["backend"]["requests"])
+
+            deadline = time.monotonic() + 120
+            while await requests() < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            # the user takes the first line: the rest of the block is on offer already
+            session.replace(uri, fizzbuzz + first)
+            (rest,) = await session.inline(uri, line, column + len(first))
+            assert rest.startswith("\n") and rest.strip()
+            assert await requests() == 1
         finally:
             await session.stop()
 
