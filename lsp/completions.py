@@ -14,6 +14,7 @@ Rules for the requests of one document:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -98,6 +99,7 @@ class Completer:
         self.accepted = 0
         self.warmups = 0
         self.early_answers = 0  # blocks answered with their first line while generating
+        self.predictions = 0  # generations started for the place after an offer
 
     async def complete(self, cursor: Cursor, is_current: Callable[[], bool]) -> Offer | None:
         """The offer for `cursor`, or None; raises CancelledError when superseded."""
@@ -148,6 +150,7 @@ class Completer:
         multiline: bool,
         key: object,
         settings: Settings,
+        predicted: bool = False,
     ) -> _Generation:
         loop = asyncio.get_running_loop()
         decided: list[str] = []  # the first line, once: written on the backend's thread
@@ -182,15 +185,36 @@ class Completer:
             if generated.stop_reason == "timeout":  # cut off mid-line: keep whole lines only
                 raw = raw[: raw.rfind("\n")] if "\n" in raw else ""
             text = shape_completion(raw, context, multiline)
+            if not text and generated.stop_reason != "timeout":
+                # nothing to offer here: remembered too, since asking again would get nothing
+                nothing = Offer(self.offers.new_id(), cursor.prefix, cursor.suffix, "", key)
+                self.offers.remember(cursor.uri, nothing)
             if text:  # remembered here, so requests sharing this generation find it at once
                 generation.offer = Offer(
                     self.offers.new_id(), cursor.prefix, cursor.suffix, text, key
                 )
                 self.offers.remember(cursor.uri, generation.offer)
                 generation.answered.set()
+                if not predicted and settings.predict_next:
+                    self._predict(cursor, text, key, settings)
 
         future.add_done_callback(finished)
         return generation
+
+    def _predict(self, cursor: Cursor, offered: str, key: object, settings: Settings) -> None:
+        """The user may take what is on offer; the next request would come at its end.
+        Generate that one now (llama.vim's speculative FIM), so taking one completion after
+        another needs no wait. One step ahead only; any other request for the document
+        cancels it, and one at that place shares it."""
+        if cursor.uri in self._running:
+            return
+        after = dataclasses.replace(cursor, prefix=cursor.prefix + offered, invoked=False)
+        context = CursorContext(
+            after.prefix, after.suffix, after.tab_size, after.insert_spaces, after.language
+        )
+        multiline = wants_multiline(context, settings.multiline)
+        self._start(after, context, multiline, key, settings, predicted=True)
+        self.predictions += 1
 
     def _answer_early(
         self, generation: _Generation, line: str, context: CursorContext, uri: str
@@ -232,7 +256,9 @@ class Completer:
         self.warmups += 1
         return True
 
-    def _offered(self, offer: Offer, started: float) -> Offer:
+    def _offered(self, offer: Offer, started: float) -> Offer | None:
+        if not offer.text:
+            return None  # the model had nothing to say here, and would not now
         self.offered += 1
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         return offer

@@ -339,6 +339,7 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
             "typedAheadHits": ls.completer.offers.hits,
             "earlyAnswers": ls.completer.early_answers,
             "warmups": ls.completer.warmups,
+            "predictions": ls.completer.predictions,
             "latencyP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
             "backend": ls.backend.stats(),
         }

@@ -34,6 +34,8 @@ class Settings:
     prefix_tokens: int = 1024
     suffix_tokens: int = 64
     method: str = "codeswift"
+    # once a completion is on offer, generate the one that would follow it (Tab after Tab)
+    predict_next: bool = True
     # the engine's default model (daemon/engine/registry.py; a test keeps the two equal)
     model: str = "qwen2.5-coder-0.5b"
     device: str = "auto"

@@ -3,7 +3,9 @@
 When the user types the first characters of a completion that is showing, the editor asks
 again; the answer is the rest of the same completion (Tabby's forwarding entries, Continue's
 generator reuse). Asking again at the very same place is the zero-typed case of the same rule,
-so this is also the completion cache. Entries remember the settings that shaped them.
+so this is also the completion cache. Entries remember the settings that shaped them. An
+empty entry says the model had nothing to offer at that very place (greedy decoding of the
+same prompt would say so again).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class OfferCache:
             if not prefix.startswith(offer.prefix):
                 continue
             typed = prefix[len(offer.prefix) :]
+            if not offer.text and not typed:  # the same place, where there was nothing
+                self.hits += 1
+                return offer
             if offer.text.startswith(typed) and len(typed) < len(offer.text):
                 self.hits += 1
                 return Offer(

@@ -75,8 +75,8 @@ def cursor(prefix: str, suffix: str = "") -> Cursor:
     return Cursor("file:///w/f.py", 1, prefix, suffix, None, "python")
 
 
-def completer(backend: ScriptedBackend) -> Completer:
-    settings = Settings(debounce_ms=0)
+def completer(backend: ScriptedBackend, predict: bool = False) -> Completer:
+    settings = Settings(debounce_ms=0, predict_next=predict)
     return Completer(backend, lambda: settings)
 
 
@@ -140,5 +140,42 @@ def test_warm_up_is_asked_only_where_nothing_answers_yet() -> None:
         assert not pipeline.warm(cursor("x = a"))  # typed into it: still on offer
         assert pipeline.warm(cursor("y = "))
         assert len(backend.warmed) == 2
+
+    asyncio.run(scenario())
+
+
+def test_the_completion_after_an_offer_is_ready_when_the_offer_is_taken() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend("x = a + 1\n", delay=0.01)
+        pipeline = completer(backend, predict=True)
+        offer = await pipeline.complete(cursor("def f(a):\n    "), lambda: True)
+        assert offer is not None and offer.text == "x = a + 1"
+        assert pipeline.predictions == 1
+        while pipeline._running:  # the prediction, generated for the place after the offer
+            await asyncio.sleep(0.01)
+        assert backend.requests[1].prefix == "def f(a):\n    x = a + 1"
+        taken = await pipeline.complete(cursor("def f(a):\n    x = a + 1"), lambda: True)
+        assert taken is not None and taken.text  # answered without a new generation
+        assert len(backend.requests) == 2 and pipeline.predictions == 1  # one step ahead only
+
+        # a request elsewhere cancels a prediction still running
+        backend.delay = 0.2
+        await pipeline.complete(cursor("def g(b):\n    "), lambda: True)
+        assert pipeline.predictions == 2
+        await pipeline.complete(cursor("def h(c):\n    "), lambda: True)
+        assert backend.cancelled.count(True) == 1  # the prediction after g's offer
+
+    asyncio.run(scenario())
+
+
+def test_a_place_with_nothing_to_offer_is_not_asked_again() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend("\n\n\n", delay=0.01)
+        pipeline = completer(backend)
+        assert await pipeline.complete(cursor("x = 1", "\ny = 2"), lambda: True) is None
+        assert await pipeline.complete(cursor("x = 1", "\ny = 2"), lambda: True) is None
+        assert len(backend.requests) == 1
+        assert await pipeline.complete(cursor("x = 12", "\ny = 2"), lambda: True) is None
+        assert len(backend.requests) == 2  # another place: the model is asked
 
     asyncio.run(scenario())

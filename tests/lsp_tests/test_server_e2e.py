@@ -22,7 +22,9 @@ GEOMETRY = (
     'import math\n\n\ndef distance(p, q):\n    """Euclidean distance between two points."""\n    '
 )
 # a generous time cap: the tests check content, and CI machines can be slow
-OPTIONS = {"debounceMs": 0, "maxNewTokens": 48, "timeoutMs": 60000}
+# predictions (the completion after each offer) off: these tests count the model's requests;
+# test_the_completion_after_a_taken_offer_is_ready turns them on
+OPTIONS = {"debounceMs": 0, "maxNewTokens": 48, "timeoutMs": 60000, "predictNext": False}
 
 
 def run(scenario: Any) -> None:
@@ -263,6 +265,37 @@ def test_a_block_is_answered_with_its_first_line_then_the_rest_without_the_model
             (rest,) = await session.inline(uri, line, column + len(first))
             assert rest.startswith("\n") and rest.strip()
             assert await requests() == 1
+        finally:
+            await session.stop()
+
+    run(scenario())
+
+
+def test_the_completion_after_a_taken_offer_is_ready(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        session = Session()
+        await session.start(tmp_path, {**OPTIONS, "predictNext": True})
+        try:
+            await session.wait_status("ready")
+            uri = session.open(tmp_path / "geometry.py", GEOMETRY)
+            line, column = position_at_end(GEOMETRY)
+            (text,) = await session.inline(uri, line, column)
+
+            async def stats() -> dict[str, Any]:
+                return dict(await session.command("codeswift.stats"))
+
+            deadline = time.monotonic() + 120
+            while (await stats())["backend"]["requests"] < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # the prediction for the place after the offer
+            assert (await stats())["predictions"] == 1
+            session.replace(uri, GEOMETRY + text)  # the user takes the offer
+            taken = position_at_end(GEOMETRY + text)
+            started = time.perf_counter()
+            answer = await session.inline(uri, *taken)
+            assert time.perf_counter() - started < 1.0  # no prefill, no generation
+            after = await stats()
+            assert after["backend"]["requests"] == 2 and after["predictions"] == 1
+            assert answer == [] or answer[0].strip()  # whatever follows, if anything
         finally:
             await session.stop()
 
