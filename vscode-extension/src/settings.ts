@@ -19,6 +19,7 @@ export interface ServerSettings {
   maxNewTokens: number;
   multiline: string;
   timeoutMs: number;
+  predictNext: boolean;
   model: string;
   device: string;
   dtype: string;
@@ -36,6 +37,7 @@ export const DEFAULTS: Readonly<ServerSettings> = Object.freeze({
   maxNewTokens: 64,
   multiline: "auto",
   timeoutMs: 12000,
+  predictNext: true,
   // always sent, never left out: the server keeps a setting that a change leaves out, so an
   // emptied model setting would otherwise keep the old model
   model: "qwen2.5-coder-0.5b",
@@ -57,6 +59,7 @@ export function serverSettings(config: ConfigurationReader): ServerSettings {
     maxNewTokens: Math.round(config.get("maxNewTokens", DEFAULTS.maxNewTokens)),
     multiline: config.get("multiline", DEFAULTS.multiline),
     timeoutMs: Math.round(config.get("timeoutMs", DEFAULTS.timeoutMs)),
+    predictNext: config.get("predictNext", DEFAULTS.predictNext),
     model: config.get("model", DEFAULTS.model).trim() || DEFAULTS.model,
     device: config.get("device", DEFAULTS.device),
     dtype: config.get("dtype", DEFAULTS.dtype),
