@@ -9,7 +9,10 @@ line of a function body key by key, asking for a completion after every key, and
   * single-line completions after a key the showing completion did not predict (a model call,
     with the previous request's KV rows reused),
   * typed-ahead hits (the key was the next character of what was showing),
-  * a block at the start of the next line (64 new tokens),
+  * a block at the start of the next line (64 new tokens; answered with its first line as soon
+    as that is decided),
+  * taking what is on offer, twice (Tab, Tab), each time asking at its end (the rest of the
+    block, then the server's prediction of what follows),
   * a cancellation (from `$/cancelRequest` to the -32800 answer, mid-generation),
   * an unrelated request answered while a generation runs (`codeswift.stats`).
 """
@@ -77,6 +80,7 @@ async def _bench(
             "single": [],
             "typed": [],
             "block": [],
+            "after_taking": [],
             "cancel": [],
             "unrelated": [],
         }
@@ -103,6 +107,8 @@ async def _bench(
             "single_line_ms": latency_summary(results["single"]),
             "typed_ahead_ms": latency_summary(results["typed"]),
             "block_64_ms": latency_summary(results["block"]),
+            "after_taking_an_offer_ms": latency_summary(results["after_taking"]),
+            "predictions": json_field(stats, "predictions"),
             "cancel_ack_ms": latency_summary(results["cancel"]),
             "unrelated_during_generation_ms": latency_summary(results["unrelated"]),
         }
@@ -146,8 +152,14 @@ async def _replay_line(
     document.type(target)
     document.new_line(" " * indent)
     _change_config(client, {"maxNewTokens": 64})
-    elapsed, _ = await document.ask()
+    elapsed, shown = await document.ask()
     results["block"].append(elapsed)
+    for _ in range(2):  # Tab, and Tab again: what follows each taken offer
+        if not shown:
+            break
+        document.take(shown)
+        elapsed, shown = await document.ask()
+        results["after_taking"].append(elapsed)
     cancelled, unrelated = await _cancel(client, uri, types.Position(row, 0))
     results["cancel"].append(cancelled)
     results["unrelated"].append(unrelated)
@@ -184,6 +196,14 @@ class _Document:
 
     async def ask(self) -> tuple[float, str]:
         return await _timed_text(self.client, self.uri, self._cursor())
+
+    def take(self, offered: str) -> None:
+        """The user takes the completion on offer: its text is inserted at the cursor."""
+        line = self.lines[self.row] + offered
+        added = line.split("\n")
+        self.lines[self.row : self.row + 1] = added
+        self.row += len(added) - 1
+        self._sync()
 
     def rest(self) -> None:
         """The cursor rests at the end of the line being written (`codeswift/cursor`)."""
