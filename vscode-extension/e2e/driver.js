@@ -208,6 +208,25 @@ async function waitForGhost(page) {
   return null;
 }
 
+// What a person feels once the model is loaded: the accepted body is selected (Shift+Home,
+// after the saved state, so the file on disk keeps it), the editor left to settle, then one key
+// replaces it. No request was ever made at that place, so no offer or prediction answers it:
+// the model runs, with whatever the server kept warm. The time until the ghost text shows is
+// recorded (keystrokeGhostMs, null if none within 20 s).
+async function timeKeystrokeToGhost(page) {
+  await page.keyboard.down("Shift");
+  await page.keyboard.press("Home");
+  await page.keyboard.up("Shift");
+  await sleep(2000);
+  const pressed = Date.now();
+  await page.keyboard.type(config.typed.slice(0, 1));
+  const ghost = await poll(() => page.evaluate(ghostTextInPage), 20000, 10);
+  result.keystrokeGhostMs = ghost ? Date.now() - pressed : null;
+  result.keystrokeGhostText = ghost;
+  log(`keystroke to ghost text: ${result.keystrokeGhostMs} ms (${JSON.stringify(ghost)})`);
+  await screenshot(page, "keystroke");
+}
+
 async function main() {
   const browser = await puppeteer.launch({
     executablePath: config.chromium,
@@ -299,6 +318,7 @@ async function main() {
     log("saved");
     result.statusItems = await page.evaluate(statusItemsInPage);
     await screenshot(page, "accepted");
+    await timeKeystrokeToGhost(page);
     result.done = true;
   } catch (err) {
     result.error = `${err.name}: ${err.message}`;
