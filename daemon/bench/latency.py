@@ -14,13 +14,15 @@ line of a function body key by key, asking for a completion after every key, and
   * taking what is on offer, twice (Tab, Tab), each time asking at its end (the rest of the
     block, then the server's prediction of what follows),
   * a cancellation (from `$/cancelRequest` to the -32800 answer, mid-generation),
-  * an unrelated request answered while a generation runs (`codeswift.stats`).
+  * an unrelated request answered while a generation runs (`codeswift.stats`),
+  * the server's CPU use while nothing is typed, at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import statistics
 import sys
@@ -91,6 +93,7 @@ async def _bench(
             types.ExecuteCommandParams("codeswift.stats")
         )
         backend = json_field(stats, "backend")
+        idle = await _idle_cpu_percent(int(json_field(backend, "pid")))
         return {
             "suite": "lsp",
             "prompt_tokens": json_field(backend, "promptTokens"),
@@ -111,6 +114,7 @@ async def _bench(
             "predictions": json_field(stats, "predictions"),
             "cancel_ack_ms": latency_summary(results["cancel"]),
             "unrelated_during_generation_ms": latency_summary(results["unrelated"]),
+            "idle_cpu_percent": idle,
         }
     finally:
         await client.shutdown_async(None)
@@ -263,6 +267,21 @@ async def _cancel(
     cancelled = (time.perf_counter() - started) * 1000
     _change_config(client, {"multiline": "auto", "maxNewTokens": 48})
     return cancelled, unrelated
+
+
+async def _idle_cpu_percent(pid: int, settle_s: float = 5.0, window_s: float = 10.0) -> float:
+    """The server's CPU use (percent of one core) over `window_s` while nothing is typed,
+    once `settle_s` has let the last generations and warm-ups end."""
+    await asyncio.sleep(settle_s)
+    before = _cpu_seconds(pid)
+    await asyncio.sleep(window_s)
+    return round(100 * (_cpu_seconds(pid) - before) / window_s, 2)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid`, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def json_field(value: Any, name: str) -> Any:
