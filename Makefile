@@ -50,14 +50,21 @@ ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-co
 
 CPU_PEERS := codeswift,lookup,llamacpp,llamacpp-pld,codeswift@transformers
 CPU_LLAMA := codeswift,lookup,llamacpp,llamacpp-pld
+BF16_EXACT := codeswift,lookup,rest
 
-bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session (about 3 h on 2 cores)
+bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session, bf16 exactness, editor latency (about 5 h on 2 cores)
 	mkdir -p docs/bench
 	$(BIN)/codeswift bench --suite steps --json docs/bench/steps.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(CPU_PEERS) --plot docs/bench/cpu-click.png --json docs/bench/cpu-click.json
 	$(BENCH) --suite humaneval --limit 40 --no-memory --methods $(CPU_PEERS) --json docs/bench/cpu-humaneval.json
 	$(BENCH) --suite repo:requests --limit 20 --no-memory --methods $(CPU_LLAMA) --json docs/bench/cpu-requests.json
 	$(BENCH) --suite repo:jinja2 --limit 20 --no-memory --methods $(CPU_LLAMA) --json docs/bench/cpu-jinja2.json
+	$(BENCH) --suite humaneval --limit 164 --no-memory --methods ar,ar@native --json docs/bench/humaneval-164.json
+	$(BENCH) --suite repo:click --limit 20 --no-memory --backend native --methods $(BF16_EXACT),codeswift@transformers --json docs/bench/bf16-click.json
+	$(BENCH) --suite humaneval --limit 40 --no-memory --backend native --methods $(BF16_EXACT),rest@native-w8a8 --json docs/bench/bf16-humaneval.json
+	$(BENCH) --suite repo:requests --limit 20 --no-memory --backend native --methods $(BF16_EXACT),rest@native-w8a8 --json docs/bench/bf16-requests.json
+	$(BIN)/codeswift bench --suite lsp --json docs/bench/lsp.json
+	$(BIN)/codeswift bench --suite lsp --workspace "$$($(BIN)/python -c 'import jinja2, os; print(os.path.dirname(jinja2.__file__))')" --json docs/bench/lsp-jinja2.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(PEERS) --plot docs/bench/click.png --json docs/bench/click.json
 	$(BENCH) --suite repo:requests --limit 20 --methods $(PEERS) --plot docs/bench/requests.png --json docs/bench/requests.json
 	$(BENCH) --suite humaneval --limit 40 --methods $(PEERS) --plot docs/bench/humaneval.png --json docs/bench/humaneval.json
