@@ -263,6 +263,13 @@ class Completer:
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         return offer
 
+    async def settled(self) -> None:
+        """Wait until no generation runs (the rest of a block answered early, a prediction)."""
+        while self._running:
+            running = [asyncio.shield(g.future) for g in self._running.values()]
+            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.sleep(0)  # let their done-callbacks run (they may start a prediction)
+
     def forget(self, uri: str) -> None:
         self.offers.forget(uri)
         self._latest.pop(uri, None)

@@ -187,18 +187,21 @@ def run_edit_bench(
 
 
 def _service(backend: str) -> Any:
-    """A `Service` that remembers the last request sent to the model (made here: the service
-    imports torch)."""
+    """A `Service` that remembers every request sent to the model and its answer (made here:
+    the service imports torch)."""
     from daemon.service import Service
 
     class RecordingService(Service):
-        last_request: CompletionRequest | None = None
+        def __init__(self, backend: str) -> None:
+            super().__init__(backend)
+            self.calls: list[tuple[CompletionRequest, Future[Generated]]] = []
 
         def complete(
             self, request: CompletionRequest, cancel: threading.Event
         ) -> Future[Generated]:
-            self.last_request = request
-            return super().complete(request, cancel)
+            future = super().complete(request, cancel)
+            self.calls.append((request, future))
+            return future
 
     return RecordingService(backend)
 
@@ -275,16 +278,19 @@ async def _ask(
     """One request at the end of `prefix` as the server makes it, then the cold baseline."""
     tab_size, spaces = indent_style(None, prefix)
     cursor = Cursor(path.as_uri(), None, prefix, "", path, "python", tab_size, spaces)
-    hits, calls = completer.offers.hits, service.requests
-    service.last_request = None
+    hits, calls = completer.offers.hits, len(service.calls)
     started = time.perf_counter()
     offer = await completer.complete(cursor, lambda: True)
     elapsed = (time.perf_counter() - started) * 1000
-    model_call = service.requests > calls and completer.offers.hits == hits
-    request = service.last_request if model_call else None
-    cold_ms, cold_text = _cold(service.engine, request or _server_request(cursor, completer))
+    # a block answered early is still being generated, and a prediction may follow: the
+    # baseline runs the model once they have ended (one model, one thread at a time)
+    await completer.settled()
+    own = [(r, f) for r, f in service.calls[calls:] if r.prefix == cursor.prefix]
+    model_call = bool(own) and completer.offers.hits == hits
+    request = own[0][0] if model_call else _server_request(cursor, completer)
+    cold_ms, cold_text = _cold(service.engine, request)
     exact = None
-    generated = completer.generated[-1] if model_call and completer.generated else None
+    generated = own[0][1].result() if model_call else None
     if generated is not None and generated.stop_reason not in ("timeout", "cancelled"):
         exact = generated.text == cold_text
     matched = offer is not None and offer.text.split("\n", 1)[0].strip() == line.strip()
