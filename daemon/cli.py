@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--plot", type=Path, help="write a PNG of speedups and accepted lengths")
     bench.add_argument(
+        "--context-tokens",
+        type=int,
+        default=0,
+        metavar="N",
+        help="edit and lsp suites: the server's contextTokens (code from other files edited "
+        "lately in the prompt; default 0, none)",
+    )
+    bench.add_argument(
         "--no-memory",
         dest="memory",
         action="store_false",

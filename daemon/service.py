@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from daemon.engine.plan import PLANS, DecodePlan
 from daemon.engine.prefix_caches import PrefixCaches
 from daemon.engine.project_index import WorkspaceIndex
 from daemon.engine.stops import Stop
+from daemon.neighbours import Chunk, ChunkRing
 from indexer.filters import IndexRules
 from indexer.workspace import WorkspaceIndexer
 from lsp.backend import CompletionRequest, Generated, StatusSink
@@ -63,6 +64,7 @@ class Service:
         self.indexer: WorkspaceIndexer | None = None
         self._folders: set[Path] = set()
         self._buffers: dict[Path, str] = {}  # open documents, replayed when the indexer starts
+        self.neighbours = ChunkRing()  # what was edited lately, for other files' prompts
         # folder -> (files done, files to do), written on the indexer's thread, read on the
         # model's and the server's: under `_lock`
         self._indexing: dict[Path, tuple[int, int]] = {}
@@ -203,7 +205,9 @@ class Service:
 
     def buffer_changed(self, path: Path, text: str) -> None:
         with self._lock:
+            before = self._buffers.get(path)
             self._buffers[path] = text
+        self.neighbours.edited(path, before, text)
         if self.indexer is not None:
             self.indexer.change_buffer(path, text)
 
@@ -251,7 +255,7 @@ class Service:
         if engine is None or cancel.is_set():
             return
         try:
-            prompt, _, _ = request_prompt(engine, request)
+            prompt, _, _ = request_prompt(engine, request, self._neighbours(request))
             document = _document_key(request)
             rows = engine.warm(prompt, self.reuse.get(document), cancel.is_set)
         except Exception:  # a warm-up is a nicety: never let it take the worker down
@@ -269,7 +273,7 @@ class Service:
             return Generated("", 0, 0, 0.0, 0, reason)
         started = time.perf_counter()
         settings = request.settings
-        prompt, end_ids, typed = request_prompt(engine, request)
+        prompt, end_ids, typed = request_prompt(engine, request, self._neighbours(request))
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
         deadline = time.monotonic() + settings.timeout_ms / 1000
@@ -309,6 +313,11 @@ class Service:
             stop_reason="timeout" if timed_out and not cancel.is_set() else decoded.stop_reason,
         )
 
+    def _neighbours(self, request: CompletionRequest) -> list[Chunk]:
+        if request.settings.context_tokens == 0:
+            return []
+        return self.neighbours.chunks(leave_out=request.path)
+
 
 def _document_key(request: CompletionRequest) -> str:
     return request.document or str(request.path)
@@ -320,9 +329,10 @@ def plan_of(settings: Settings) -> DecodePlan:
 
 
 def request_prompt(
-    engine: Engine, request: CompletionRequest
+    engine: Engine, request: CompletionRequest, neighbours: Sequence[Chunk] = ()
 ) -> tuple[list[int], list[int], Callable[[str], str]]:
-    """What the model is given for `request`: the prompt ids, the extra ids that end a
+    """What the model is given for `request` (with code from `neighbours`, other files, as
+    far as the `contextTokens` budget goes): the prompt ids, the extra ids that end a
     completion, and the map from the model's raw text to the completion's text."""
     # Blanks before the cursor stay out of the prompt: alone they tokenize unlike the
     # indentation-plus-word tokens the model writes, and it would indent twice. The model
@@ -336,7 +346,41 @@ def request_prompt(
         return raw.lstrip(" \t")
 
     prompt, end_ids = fim_prompt(engine, prefix, request.suffix, request.settings)
+    if neighbours and prompt[0] == _marker_ids(engine.lm.tokenizer).get(_FIM[0]):
+        prompt = _with_neighbours(engine, request, neighbours) + prompt
     return prompt, end_ids, typed
+
+
+def _with_neighbours(
+    engine: Engine, request: CompletionRequest, neighbours: Sequence[Chunk]
+) -> list[int]:
+    """Qwen2.5-Coder's repository layout before the fill-in-the-middle prompt: each chunk as
+    `<|file_sep|>path` and its lines, newest kept first within the budget, then the file
+    being completed; oldest first in the prompt, so a new chunk changes only its end."""
+    tokenizer = engine.lm.tokenizer
+    separator = _marker_ids(tokenizer)["<|file_sep|>"]
+    budget = request.settings.context_tokens
+    kept: list[list[int]] = []
+    for chunk in reversed(neighbours):
+        ids = [separator, *_ids(tokenizer, f"{_shown_path(chunk.path)}\n{chunk.text}")]
+        if len(ids) > budget:
+            break
+        budget -= len(ids)
+        kept.append(ids)
+    if not kept:
+        return []
+    current = tokenizer(f"{_shown_path(request.path)}\n", add_special_tokens=False)["input_ids"]
+    return [token for ids in reversed(kept) for token in ids] + [separator, *current]
+
+
+@functools.lru_cache(maxsize=64)
+def _ids(tokenizer: Any, text: str) -> tuple[int, ...]:
+    """Token ids of a chunk (cached: the same chunks go into every request's prompt)."""
+    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _shown_path(path: Path | None) -> str:
+    return path.name if path is not None else "untitled"
 
 
 def fim_prompt(

@@ -33,6 +33,8 @@ class Settings:
     # reused), so the suffix budget is most of a keystroke's prefill on a CPU
     prefix_tokens: int = 1024
     suffix_tokens: int = 64
+    # code from other files edited lately, put before the prompt (daemon/neighbours.py)
+    context_tokens: int = 0
     method: str = "codeswift"
     # once a completion is on offer, generate the one that would follow it (Tab after Tab)
     predict_next: bool = True
@@ -52,6 +54,7 @@ class Settings:
         _check(100 <= self.timeout_ms <= 120_000, "timeoutMs", self.timeout_ms)
         _check(64 <= self.prefix_tokens <= 16_384, "prefixTokens", self.prefix_tokens)
         _check(0 <= self.suffix_tokens <= 4096, "suffixTokens", self.suffix_tokens)
+        _check(0 <= self.context_tokens <= 8192, "contextTokens", self.context_tokens)
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device)
         _check(self.dtype in ("auto", "bfloat16", "float32", "float16"), "dtype", self.dtype)
         _check(self.log_level in _LOG_LEVELS, "logLevel", self.log_level)

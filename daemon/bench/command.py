@@ -40,7 +40,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
         workspace = workspace_folder(args.workspace)
         if args.suite == "lsp":
-            report = run_lsp_bench(args.model, workspace, args.limit, args.seed)
+            report = run_lsp_bench(
+                args.model, workspace, args.limit, args.seed, args.context_tokens
+            )
         else:
             run = run_store_bench if args.suite == "stores" else run_index_bench
             report = run(args.model, workspace)
@@ -59,6 +61,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             args.device,
             args.dtype,
             args.backend,
+            context_tokens=args.context_tokens,
         )
         print(format_edit_table(report))
         if args.json_file:

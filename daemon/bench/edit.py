@@ -162,6 +162,7 @@ def run_edit_bench(
     backend: str = "auto",
     *,
     max_new_tokens: int = 64,
+    context_tokens: int = 0,
 ) -> dict[str, Any]:
     """Replay `limit` line starts of `dist`'s files through the server's path (see above)."""
     if limit < 1:
@@ -170,6 +171,7 @@ def run_edit_bench(
         debounce_ms=0,
         timeout_ms=120_000,
         max_new_tokens=max_new_tokens,
+        context_tokens=context_tokens,
         model=model,
         device=device,
         dtype=dtype,
@@ -344,7 +346,14 @@ def _report(
         return round(latency[cold][stat] / value, 2) if value else 0.0
 
     prompt_tokens, reused = run["prompt_tokens"], run["reused"]
-    shown = ("method", "max_new_tokens", "prefix_tokens", "suffix_tokens", "debounce_ms")
+    shown = (
+        "method",
+        "max_new_tokens",
+        "prefix_tokens",
+        "suffix_tokens",
+        "context_tokens",
+        "debounce_ms",
+    )
     return {
         "suite": f"edit:{run['dist']}",
         "env": run["env"],

@@ -44,17 +44,25 @@ _SAMPLES = 12
 REST_S = 2.0
 
 
-def run_lsp_bench(model: str, workspace: Path | None, limit: int, seed: int) -> dict[str, Any]:
+def run_lsp_bench(
+    model: str, workspace: Path | None, limit: int, seed: int, context_tokens: int = 0
+) -> dict[str, Any]:
     folder = workspace or Path(daemon.__file__).resolve().parent
     files = sorted(p for p in folder.rglob("*.py") if p.stat().st_size > 500)
     if not files:
         raise UsageError(f"--suite lsp needs Python files in {folder}")
     samples = min(limit, _SAMPLES) if limit else _SAMPLES
-    return asyncio.run(_bench(model, folder, files, samples, random.Random(seed)))
+    rng = random.Random(seed)
+    return asyncio.run(_bench(model, folder, files, samples, rng, context_tokens))
 
 
 async def _bench(
-    model: str, folder: Path, files: list[Path], samples: int, rng: random.Random
+    model: str,
+    folder: Path,
+    files: list[Path],
+    samples: int,
+    rng: random.Random,
+    context_tokens: int,
 ) -> dict[str, Any]:
     client = LanguageClient("codeswift-bench", "0")
     ready = asyncio.Event()
@@ -65,7 +73,12 @@ async def _bench(
             ready.set()
 
     await client.start_io(sys.executable, "-m", "daemon", "serve", "--model", model)
-    options = {"debounceMs": 0, "maxNewTokens": 48, "timeoutMs": 60000}
+    options = {
+        "debounceMs": 0,
+        "maxNewTokens": 48,
+        "timeoutMs": 60000,
+        "contextTokens": context_tokens,
+    }
     await client.initialize_async(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(),
@@ -101,6 +114,7 @@ async def _bench(
             "model_requests": json_field(backend, "requests"),
             "workspace": str(folder),
             "files": samples,
+            "context_tokens": context_tokens,
             "first_request_in_file_ms": latency_summary(results["first"]),
             "first_request_after_rest_ms": latency_summary(results["first_rested"]),
             "rest_s": REST_S,

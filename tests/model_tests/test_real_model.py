@@ -4,6 +4,8 @@ checkpoint)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from daemon.bench.methods import METHODS, Lab
@@ -188,3 +190,33 @@ def test_llama_cpp_peers_run_the_packaged_gguf(lab: Lab) -> None:
     assert lookup.mean_accepted > 1.2  # its drafts were accepted: fewer forwards than tokens
     # Its tokens are not compared with its greedy's: llama.cpp's batched rows round otherwise
     # than its one-row steps, and near-ties flip (the bench's `identical` column measures it).
+
+
+def test_prompts_carry_other_files_chunks_within_their_budget(engine: Engine) -> None:
+    """`contextTokens`: chunks of other files edited lately go before the fill-in-the-middle
+    prompt in the repository layout the model was trained on, newest kept first, oldest first
+    in the prompt; the rest of the prompt is unchanged."""
+    from daemon.neighbours import Chunk
+    from daemon.service import request_prompt
+    from lsp.backend import CompletionRequest
+    from lsp.settings import Settings
+
+    def request(context_tokens: int) -> CompletionRequest:
+        settings = Settings(context_tokens=context_tokens)
+        here = Path("/w/current.py")
+        return CompletionRequest("def f(x):\n    ", "\n", here, "python", settings, bool)
+
+    chunks = [
+        Chunk(Path("/w/old.py"), 0, "OLD = 1\n" * 40),
+        Chunk(Path("/w/new.py"), 10, "def helper(y):\n    return y * 2\n"),
+    ]
+    plain, ends, _ = request_prompt(engine, request(0), chunks)
+    assert plain == request_prompt(engine, request(0))[0]
+    roomy, roomy_ends, _ = request_prompt(engine, request(2048), chunks)
+    assert roomy[-len(plain) :] == plain and roomy_ends == ends
+    text = str(engine.lm.tokenizer.decode(roomy[: len(roomy) - len(plain)]))
+    assert text.index("<|file_sep|>old.py\nOLD = 1") < text.index("<|file_sep|>new.py\ndef helper")
+    assert text.endswith("<|file_sep|>current.py\n")
+    tight, _, _ = request_prompt(engine, request(40), chunks)  # room for the newest chunk only
+    text = str(engine.lm.tokenizer.decode(tight[: len(tight) - len(plain)]))
+    assert "new.py" in text and "old.py" not in text
