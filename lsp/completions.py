@@ -34,6 +34,8 @@ __all__ = ["Completer", "Cursor"]
 logger = logging.getLogger(__name__)
 
 _HISTORY = 500
+# a document asked nothing for this long after an offer: the user reads it, so predict
+PREDICT_AFTER_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,13 @@ class Completer:
         self.warmups = 0
         self.early_answers = 0  # blocks answered with their first line while generating
         self.predictions = 0  # generations started for the place after an offer
+        self._touched: dict[str, float] = {}  # document -> when it was last asked about
+        self._pending: set[asyncio.TimerHandle] = set()  # predictions waiting for quiet
 
     async def complete(self, cursor: Cursor, is_current: Callable[[], bool]) -> Offer | None:
         """The offer for `cursor`, or None; raises CancelledError when superseded."""
         started = time.perf_counter()
+        self._touched[cursor.uri] = time.monotonic()
         settings = self.settings()
         context = CursorContext(
             cursor.prefix, cursor.suffix, cursor.tab_size, cursor.insert_spaces, cursor.language
@@ -114,6 +119,8 @@ class Completer:
         key = (settings, cursor.tab_size, cursor.insert_spaces)
         offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
         if offer is not None:
+            if offer.text and settings.predict_next:  # typed into: its end is still ahead
+                self._predict_when_quiet(cursor, offer.text, key, settings)
             return self._offered(offer, started)
 
         self._sequence += 1
@@ -134,6 +141,7 @@ class Completer:
                     return self._offered(offer, started)
         elif running is not None:
             running.cancel.set()
+        self._cancel_unawaited(cursor.uri)
 
         generation = self._start(cursor, context, multiline, key, settings)
         offer = await generation.wait()
@@ -196,19 +204,44 @@ class Completer:
                 self.offers.remember(cursor.uri, generation.offer)
                 generation.answered.set()
                 if not predicted and settings.predict_next:
-                    self._predict(cursor, text, key, settings)
+                    self._predict_when_quiet(cursor, text, key, settings)
 
         future.add_done_callback(finished)
         return generation
 
-    def _predict(self, cursor: Cursor, offered: str, key: object, settings: Settings) -> None:
+    def _predict_when_quiet(
+        self, cursor: Cursor, offered: str, key: object, settings: Settings
+    ) -> None:
         """The user may take what is on offer; the next request would come at its end.
-        Generate that one now (llama.vim's speculative FIM), so taking one completion after
-        another needs no wait. One step ahead only; any other request for the document
-        cancels it, and one at that place shares it."""
-        if cursor.uri in self._running:
+        Generate that one (llama.vim's speculative FIM) once the document has been quiet for
+        PREDICT_AFTER_S, while the user reads the offer: not while they type on, where it
+        would only hold up the model for the next key's request."""
+        loop = asyncio.get_running_loop()
+        handle: list[asyncio.TimerHandle] = []
+        handle.append(
+            loop.call_later(
+                PREDICT_AFTER_S, lambda: self._predict(cursor, offered, key, settings, handle[0])
+            )
+        )
+        self._pending.add(handle[0])
+
+    def _predict(
+        self,
+        cursor: Cursor,
+        offered: str,
+        key: object,
+        settings: Settings,
+        timer: asyncio.TimerHandle,
+    ) -> None:
+        """One step ahead only; a request for another place of the document or for another
+        document cancels it, and one at that place shares it."""
+        self._pending.discard(timer)
+        quiet = time.monotonic() - self._touched.get(cursor.uri, 0.0) >= PREDICT_AFTER_S
+        if not quiet or cursor.uri in self._running or cursor.uri not in self._latest:
             return
         after = dataclasses.replace(cursor, prefix=cursor.prefix + offered, invoked=False)
+        if self.offers.lookup(after.uri, after.prefix, after.suffix, key, count=False):
+            return  # predicted already
         context = CursorContext(
             after.prefix, after.suffix, after.tab_size, after.insert_spaces, after.language
         )
@@ -238,6 +271,14 @@ class Completer:
         self.early_answers += 1
         generation.answered.set()
 
+    def _cancel_unawaited(self, uri: str) -> None:
+        """Generations of other documents that nobody waits for (the rest of a block already
+        answered with its first line, a prediction): the user has moved on, and the model is
+        wanted here."""
+        for other, generation in self._running.items():
+            if other != uri and generation.waiters == 0:
+                generation.cancel.set()
+
     def warm(self, cursor: Cursor) -> bool:
         """The cursor rests at `cursor` and nothing is asked: have the backend prefill the
         prompt a request here would have. Not when a generation for the document runs or an
@@ -245,8 +286,9 @@ class Completer:
         settings = self.settings()
         if cursor.uri in self._running:
             return False
+        self._cancel_unawaited(cursor.uri)
         key = (settings, cursor.tab_size, cursor.insert_spaces)
-        if self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key) is not None:
+        if self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key, count=False):
             return False
         context = CursorContext(
             cursor.prefix, cursor.suffix, cursor.tab_size, cursor.insert_spaces, cursor.language
@@ -264,8 +306,12 @@ class Completer:
         return offer
 
     async def settled(self) -> None:
-        """Wait until no generation runs (the rest of a block answered early, a prediction)."""
-        while self._running:
+        """Wait until no generation runs or waits to (the rest of a block answered early, a
+        prediction)."""
+        while self._pending or self._running:
+            if not self._running:
+                await asyncio.sleep(PREDICT_AFTER_S / 4)
+                continue
             running = [asyncio.shield(g.future) for g in self._running.values()]
             await asyncio.gather(*running, return_exceptions=True)
             await asyncio.sleep(0)  # let their done-callbacks run (they may start a prediction)
@@ -273,11 +319,15 @@ class Completer:
     def forget(self, uri: str) -> None:
         self.offers.forget(uri)
         self._latest.pop(uri, None)
+        self._touched.pop(uri, None)
         running = self._running.pop(uri, None)
         if running is not None:
             running.cancel.set()
 
     def cancel_all(self) -> None:
+        for timer in self._pending:
+            timer.cancel()
+        self._pending.clear()
         for running in self._running.values():
             running.cancel.set()
 

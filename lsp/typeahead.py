@@ -46,9 +46,11 @@ class OfferCache:
         while len(self._offers) > self._documents:
             self._offers.popitem(last=False)
 
-    def lookup(self, uri: str, prefix: str, suffix: str, settings_key: object) -> Offer | None:
+    def lookup(
+        self, uri: str, prefix: str, suffix: str, settings_key: object, count: bool = True
+    ) -> Offer | None:
         """An offer whose text the user has typed into (or not yet): the rest of it, as an
-        offer at the new position."""
+        offer at the new position. `count`: a hit answers a request (not a mere look)."""
         for offer in reversed(self._offers.get(uri, [])):
             if offer.settings_key != settings_key or offer.suffix != suffix:
                 continue
@@ -56,10 +58,10 @@ class OfferCache:
                 continue
             typed = prefix[len(offer.prefix) :]
             if not offer.text and not typed:  # the same place, where there was nothing
-                self.hits += 1
+                self.hits += count
                 return offer
             if offer.text.startswith(typed) and len(typed) < len(offer.text):
-                self.hits += 1
+                self.hits += count
                 return Offer(
                     offer.completion_id, prefix, suffix, offer.text[len(typed) :], settings_key
                 )

@@ -11,8 +11,8 @@ line of a function body key by key, asking for a completion after every key, and
   * typed-ahead hits (the key was the next character of what was showing),
   * a block at the start of the next line (64 new tokens; answered with its first line as soon
     as that is decided),
-  * taking what is on offer, twice (Tab, Tab), each time asking at its end (the rest of the
-    block, then the server's prediction of what follows),
+  * taking what is on offer, twice (Tab, Tab, each after READ_S of reading), each time
+    asking at its end (the rest of the block, then the server's prediction of what follows),
   * a cancellation (from `$/cancelRequest` to the -32800 answer, mid-generation),
   * an unrelated request answered while a generation runs (`codeswift.stats`),
   * the server's CPU use while nothing is typed, at the end.
@@ -42,6 +42,8 @@ __all__ = ["inline_params", "json_field", "latency_summary", "run_lsp_bench"]
 _SAMPLES = 12
 # a user's pause between opening a file (or putting the cursor somewhere) and the first key
 REST_S = 2.0
+# how long a user looks at a block on offer before taking it with Tab
+READ_S = 0.6
 
 
 def run_lsp_bench(
@@ -118,6 +120,7 @@ async def _bench(
             "first_request_in_file_ms": latency_summary(results["first"]),
             "first_request_after_rest_ms": latency_summary(results["first_rested"]),
             "rest_s": REST_S,
+            "read_s": READ_S,
             "warmed_rows": json_field(backend, "warmedRows"),
             "warm_hits": json_field(backend, "warmHits"),
             "early_answers": json_field(stats, "earlyAnswers"),
@@ -175,6 +178,7 @@ async def _replay_line(
     for _ in range(2):  # Tab, and Tab again: what follows each taken offer
         if not shown:
             break
+        await asyncio.sleep(READ_S)
         document.take(shown)
         elapsed, shown = await document.ask()
         results["after_taking"].append(elapsed)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lsp.backend import CompletionRequest, Generated, StatusSink
-from lsp.completions import Completer, Cursor
+from lsp.completions import PREDICT_AFTER_S, Completer, Cursor
 from lsp.settings import Settings
 
 BLOCK = "total = a + 1\n    total *= 2\n    return total\n\ndef g():\n"
@@ -150,19 +150,25 @@ def test_the_completion_after_an_offer_is_ready_when_the_offer_is_taken() -> Non
         pipeline = completer(backend, predict=True)
         offer = await pipeline.complete(cursor("def f(a):\n    "), lambda: True)
         assert offer is not None and offer.text == "x = a + 1"
+        assert pipeline.predictions == 0  # not while the user may still be typing
+        await pipeline.settled()  # quiet for a moment: the prediction runs
         assert pipeline.predictions == 1
-        while pipeline._running:  # the prediction, generated for the place after the offer
-            await asyncio.sleep(0.01)
         assert backend.requests[1].prefix == "def f(a):\n    x = a + 1"
         taken = await pipeline.complete(cursor("def f(a):\n    x = a + 1"), lambda: True)
         assert taken is not None and taken.text  # answered without a new generation
         assert len(backend.requests) == 2 and pipeline.predictions == 1  # one step ahead only
 
-        # a request elsewhere cancels a prediction still running
-        backend.delay = 0.2
+        # typing on at once: no prediction; a request elsewhere cancels one still running
         await pipeline.complete(cursor("def g(b):\n    "), lambda: True)
-        assert pipeline.predictions == 2
-        await pipeline.complete(cursor("def h(c):\n    "), lambda: True)
+        await pipeline.complete(cursor("def g(b):\n    x"), lambda: True)  # typed ahead
+        await asyncio.sleep(0.1)
+        await pipeline.complete(cursor("def g(b):\n    x ="), lambda: True)
+        assert pipeline.predictions == 1
+        backend.delay = 0.2
+        await asyncio.sleep(PREDICT_AFTER_S + 0.05)
+        assert pipeline.predictions == 2 and pipeline._running
+        other = Cursor("file:///w/other.py", 1, "def h(c):\n    ", "", None, "python")
+        await pipeline.complete(other, lambda: True)
         assert backend.cancelled.count(True) == 1  # the prediction after g's offer
 
     asyncio.run(scenario())
