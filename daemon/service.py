@@ -255,7 +255,7 @@ class Service:
         if engine is None or cancel.is_set():
             return
         try:
-            prompt, _, _ = request_prompt(engine, request, self._neighbours(request))
+            prompt, _, _ = request_prompt(engine, request, self.neighbours_for(request))
             document = _document_key(request)
             rows = engine.warm(prompt, self.reuse.get(document), cancel.is_set)
         except Exception:  # a warm-up is a nicety: never let it take the worker down
@@ -273,7 +273,7 @@ class Service:
             return Generated("", 0, 0, 0.0, 0, reason)
         started = time.perf_counter()
         settings = request.settings
-        prompt, end_ids, typed = request_prompt(engine, request, self._neighbours(request))
+        prompt, end_ids, typed = request_prompt(engine, request, self.neighbours_for(request))
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
         deadline = time.monotonic() + settings.timeout_ms / 1000
@@ -313,7 +313,8 @@ class Service:
             stop_reason="timeout" if timed_out and not cancel.is_set() else decoded.stop_reason,
         )
 
-    def _neighbours(self, request: CompletionRequest) -> list[Chunk]:
+    def neighbours_for(self, request: CompletionRequest) -> list[Chunk]:
+        """The chunks of other files that `request`'s prompt carries (none by default)."""
         if request.settings.context_tokens == 0:
             return []
         return self.neighbours.chunks(leave_out=request.path)

@@ -290,7 +290,7 @@ async def _ask(
     own = [(r, f) for r, f in service.calls[calls:] if r.prefix == cursor.prefix]
     model_call = bool(own) and completer.offers.hits == hits
     request = own[0][0] if model_call else _server_request(cursor, completer)
-    cold_ms, cold_text = _cold(service.engine, request)
+    cold_ms, cold_text = _cold(service, request)
     exact = None
     generated = own[0][1].result() if model_call else None
     if generated is not None and generated.stop_reason not in ("timeout", "cancelled"):
@@ -311,14 +311,16 @@ def _server_request(cursor: Cursor, completer: Completer) -> CompletionRequest:
     return CompletionRequest(cursor.prefix, cursor.suffix, cursor.path, "python", settings, stop)
 
 
-def _cold(engine: Any, request: CompletionRequest) -> tuple[float, str]:
-    """Plain greedy with a fresh KV cache on the service's prompt: (ms, completion text)."""
+def _cold(service: Any, request: CompletionRequest) -> tuple[float, str]:
+    """Plain greedy with a fresh KV cache on the service's prompt (other files' chunks
+    included, when `contextTokens` asks for them): (ms, completion text)."""
     from daemon.engine.plan import AR
     from daemon.engine.stops import Stop
     from daemon.service import request_prompt
 
+    engine = service.engine
     started = time.perf_counter()
-    prompt, end_ids, typed = request_prompt(engine, request)
+    prompt, end_ids, typed = request_prompt(engine, request, service.neighbours_for(request))
     stop = Stop(
         request.settings.max_new_tokens,
         end_ids=frozenset(end_ids),
