@@ -103,12 +103,14 @@ class Completer:
         self.early_answers = 0  # blocks answered with their first line while generating
         self.predictions = 0  # generations started for the place after an offer
         self._touched: dict[str, float] = {}  # document -> when it was last asked about
+        self._focus = ""  # the document last asked about or rested in: where the user is
         self._pending: set[asyncio.TimerHandle] = set()  # predictions waiting for quiet
 
     async def complete(self, cursor: Cursor, is_current: Callable[[], bool]) -> Offer | None:
         """The offer for `cursor`, or None; raises CancelledError when superseded."""
         started = time.perf_counter()
         self._touched[cursor.uri] = time.monotonic()
+        self._focus = cursor.uri
         settings = self.settings()
         context = CursorContext(
             cursor.prefix, cursor.suffix, cursor.tab_size, cursor.insert_spaces, cursor.language
@@ -237,8 +239,8 @@ class Completer:
         document cancels it, and one at that place shares it."""
         self._pending.discard(timer)
         quiet = time.monotonic() - self._touched.get(cursor.uri, 0.0) >= PREDICT_AFTER_S
-        if not quiet or cursor.uri in self._running or cursor.uri not in self._latest:
-            return
+        if not quiet or cursor.uri in self._running or cursor.uri != self._focus:
+            return  # typing on, generating already, or the user has moved to another file
         after = dataclasses.replace(cursor, prefix=cursor.prefix + offered, invoked=False)
         if self.offers.lookup(after.uri, after.prefix, after.suffix, key, count=False):
             return  # predicted already
@@ -284,6 +286,7 @@ class Completer:
         prompt a request here would have. Not when a generation for the document runs or an
         offer already answers this place. True when a warm-up was queued."""
         settings = self.settings()
+        self._focus = cursor.uri
         if cursor.uri in self._running:
             return False
         self._cancel_unawaited(cursor.uri)
@@ -320,6 +323,8 @@ class Completer:
         self.offers.forget(uri)
         self._latest.pop(uri, None)
         self._touched.pop(uri, None)
+        if self._focus == uri:
+            self._focus = ""
         running = self._running.pop(uri, None)
         if running is not None:
             running.cancel.set()

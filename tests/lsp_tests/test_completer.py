@@ -185,3 +185,16 @@ def test_a_place_with_nothing_to_offer_is_not_asked_again() -> None:
         assert len(backend.requests) == 2  # another place: the model is asked
 
     asyncio.run(scenario())
+
+
+def test_no_prediction_for_a_file_the_user_has_left() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend("x = a + 1\n", delay=0.01)
+        pipeline = completer(backend, predict=True)
+        await pipeline.complete(cursor("def f(a):\n    "), lambda: True)
+        other = Cursor("file:///w/other.py", 1, "def h(c):\n    ", "", None, "python")
+        assert pipeline.warm(other)  # the cursor now rests in another file
+        await pipeline.settled()
+        assert pipeline.predictions == 0 and len(backend.requests) == 1
+
+    asyncio.run(scenario())
