@@ -73,6 +73,7 @@ bench: setup llama  ## README's performance section: backends and llama.cpp, pee
 	$(BENCH) --suite humaneval --limit 8 --no-memory --model qwen2.5-coder-1.5b --methods assisted,pld,codeswift --plot docs/bench/assisted-1.5b.png --json docs/bench/assisted-1.5b.json
 	$(BENCH) --suite repo:click --limit 20 --no-memory --dtype float32 --methods codeswift --json docs/bench/click-float32.json
 	$(BIN)/codeswift bench --suite edit:click --limit 40 --json docs/bench/edit-click.json
+	$(BIN)/codeswift bench --suite edit:jinja2 --limit 30 --json docs/bench/edit-jinja2.json
 
 clean:  ## remove the virtual environment and caches (not the model cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
