@@ -283,14 +283,18 @@ class Completer:
 
     def warm(self, cursor: Cursor) -> bool:
         """The cursor rests at `cursor` and nothing is asked: have the backend prefill the
-        prompt a request here would have. Not when a generation for the document runs or an
-        offer already answers this place. True when a warm-up was queued."""
+        prompt a request here would have. Not when a request waits for a generation of the
+        document, one runs for this place, or an offer already answers it. True when a warm-up
+        was queued."""
         settings = self.settings()
         self._focus = cursor.uri
-        if cursor.uri in self._running:
-            return False
-        self._cancel_unawaited(cursor.uri)
         key = (settings, cursor.tab_size, cursor.insert_spaces)
+        running = self._running.get(cursor.uri)
+        if running is not None:
+            if running.waiters or _extends(running, cursor, key):
+                return False  # a request waits for it, or it is for this very place
+            running.cancel.set()  # a prediction or a block's rest for a place the user left
+        self._cancel_unawaited(cursor.uri)
         if self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key, count=False):
             return False
         context = CursorContext(

@@ -198,3 +198,17 @@ def test_no_prediction_for_a_file_the_user_has_left() -> None:
         assert pipeline.predictions == 0 and len(backend.requests) == 1
 
     asyncio.run(scenario())
+
+
+def test_a_cursor_resting_elsewhere_in_the_file_stops_a_prediction_and_warms() -> None:
+    async def scenario() -> None:
+        backend = ScriptedBackend("x = a + 1\n", delay=0.3)
+        pipeline = completer(backend, predict=True)
+        await pipeline.complete(cursor("def f(a):\n    "), lambda: True)
+        await asyncio.sleep(PREDICT_AFTER_S + 0.1)
+        assert pipeline.predictions == 1 and pipeline._running  # generating at the offer's end
+        assert pipeline.warm(cursor("def f(a"))  # the cursor went back up the file
+        await pipeline.settled()
+        assert backend.cancelled[-1] is True and len(backend.warmed) == 1
+
+    asyncio.run(scenario())
