@@ -114,7 +114,7 @@ async def _bench(
             "prompt_tokens": json_field(backend, "promptTokens"),
             "reused_prompt_tokens": json_field(backend, "reusedPromptTokens"),
             "model_requests": json_field(backend, "requests"),
-            "workspace": str(folder),
+            "workspace": folder.name,  # a name: reports are committed, machine paths are not
             "files": samples,
             "context_tokens": context_tokens,
             "first_request_in_file_ms": latency_summary(results["first"]),
