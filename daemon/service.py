@@ -207,7 +207,8 @@ class Service:
         with self._lock:
             before = self._buffers.get(path)
             self._buffers[path] = text
-        self.neighbours.edited(path, before, text)
+        if self.settings.context_tokens:  # off by default: no work on the keystroke path
+            self.neighbours.edited(path, before, text)
         if self.indexer is not None:
             self.indexer.change_buffer(path, text)
 
