@@ -361,7 +361,12 @@ def test_tmux_ghost_text_and_tab_accept(tmp_path: Path, session: _Session) -> No
     session.keys("Escape")
     session.type(":w")
     session.keys("Enter")
-    assert _wait_for(lambda: file.read_text() != SOURCE, 15), session.capture()
+    # Neovim clears 'modified' only once the write is complete; reading the file before that can
+    # catch it half written.
+    def written() -> bool:
+        return session.expr("&modified") == "0" and file.read_text() != SOURCE
+
+    assert _wait_for(written, 15), session.capture()
 
     saved = file.read_text().splitlines()
     assert saved[TARGET_LINE - 1].rstrip() == str(shown), (
