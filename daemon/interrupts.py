@@ -18,6 +18,7 @@ subclass, so one `except KeyboardInterrupt` handles both.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -35,8 +36,10 @@ __all__ = [
 ]
 
 _GRACE_S = 1.5
+_BACKSTOP_S = 2.0
 _received: list[int] = []  # signal numbers, in order
 _armed = threading.Event()
+_wakeups_watched = threading.Event()
 
 
 class Stopped(KeyboardInterrupt):
@@ -56,6 +59,7 @@ def handle_stop_signals(grace_s: float = _GRACE_S) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    _watch_wakeups(grace_s)
 
 
 def received() -> bool:
@@ -87,6 +91,34 @@ def end_now() -> NoReturn:
     os._exit(exit_code())
 
 
+def _watch_wakeups(grace_s: float) -> None:
+    """Arm the deadline even when the main thread does not wake.
+
+    Python runs a signal's handler in the main thread, at its next bytecode. The kernel may
+    deliver a process's signal to any thread; one that lands on the model thread leaves the main
+    thread asleep in the event loop's wait, so the handler, and the deadline it arms, wait for
+    the next event from the client: a `serve` told to stop while loading its model kept loading.
+    The C-level handler writes each signal's number to the wakeup fd at once, from whatever
+    thread; a thread reading it arms the deadline itself.
+    """
+    if _wakeups_watched.is_set():
+        return
+    _wakeups_watched.set()
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # required: a signal handler must never block
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            for signum in os.read(read_end, 64):
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    if not _received:
+                        _received.append(signum)
+                    _arm_deadline(grace_s, exit_code())
+
+    threading.Thread(target=watch, name="stop-signal-watch", daemon=True).start()
+
+
 def _arm_deadline(grace_s: float, code: int) -> None:
     if _armed.is_set():
         return
@@ -96,3 +128,8 @@ def _arm_deadline(grace_s: float, code: int) -> None:
     timer = threading.Timer(grace_s, os._exit, args=(code,))
     timer.daemon = True
     timer.start()
+    # The timer is a Python thread: a thread that keeps the GIL inside one long C call would
+    # hold it off too. faulthandler's watchdog is a C thread that needs no GIL: should the
+    # timer not have ended the process a little later, it prints every thread's stack (what
+    # held us up) and exits with status 1.
+    faulthandler.dump_traceback_later(grace_s + _BACKSTOP_S, exit=True)

@@ -361,6 +361,7 @@ def test_tmux_ghost_text_and_tab_accept(tmp_path: Path, session: _Session) -> No
     session.keys("Escape")
     session.type(":w")
     session.keys("Enter")
+
     # Neovim clears 'modified' only once the write is complete; reading the file before that can
     # catch it half written.
     def written() -> bool:
