@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = ("auto", "bfloat16", "float32", "float16")
 _BACKENDS = ("auto", "transformers", "native", "native-w8a8")  # engine/backends.py
+DEFAULT_BENCH_METHODS = "ar,pld,codeswift"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -137,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long --suite soak drives the server (default %(default)s)",
     )
     bench.add_argument("--limit", type=_positive, default=20)
-    bench.add_argument("--methods", default="ar,pld,codeswift", help="comma-separated")
+    bench.add_argument(
+        "--methods",
+        default=DEFAULT_BENCH_METHODS,
+        help="comma-separated; edit:DIST replays one of ours (default codeswift)",
+    )
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
     bench.add_argument("--workspace", help="project folder for the project store")
     bench.add_argument("--seed", type=int, default=0, help="which functions repo:DIST picks")

@@ -91,6 +91,10 @@ class Service:
         if reload and (self.engine is not None or self.error is not None):
             self._worker.submit(self._load)
 
+    def plan_for(self, settings: Settings) -> DecodePlan:
+        """How this service drafts (the benchmark replays sessions with other plans)."""
+        return plan_of(settings)
+
     def shutdown(self) -> None:
         if self.indexer is not None:
             self.indexer.stop()
@@ -111,7 +115,7 @@ class Service:
             )
             # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
             warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
-            engine.complete(warm, plan_of(settings), Stop(4))
+            engine.complete(warm, self.plan_for(settings), Stop(4))
         except Exception as exc:  # the server stays up and answers with empty results
             self.error = f"cannot load model {settings.model}: {exc}"
             logger.error("%s", self.error)
@@ -294,7 +298,7 @@ class Service:
         document = _document_key(request)
         reuse = self.reuse.get(document)
         try:
-            completion = engine.complete(prompt, plan_of(settings), stop, should_stop, reuse)
+            completion = engine.complete(prompt, self.plan_for(settings), stop, should_stop, reuse)
         finally:
             self._settle()
         self.reuse.trim()

@@ -62,6 +62,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             args.dtype,
             args.backend,
             context_tokens=args.context_tokens,
+            method=_edit_method(args.methods),
         )
         print(format_edit_table(report))
         if args.json_file:
@@ -113,3 +114,15 @@ def generate_in_lab(args: argparse.Namespace, text: str) -> int:
     done = lab.run(args.method, ids, args.max_new_tokens, tuple(args.stop))
     print_generated(args, done, lab.engine.lm, len(ids), dropped)
     return 0
+
+
+def _edit_method(methods: str) -> str:
+    """The one method an edit session replays: codeswift unless --methods names another."""
+    from daemon.cli import DEFAULT_BENCH_METHODS
+
+    if methods == DEFAULT_BENCH_METHODS:
+        return "codeswift"
+    named = [m.strip() for m in methods.split(",") if m.strip()]
+    if len(named) != 1:
+        raise UsageError(f"an edit session replays one method at a time, not {methods!r}")
+    return named[0]

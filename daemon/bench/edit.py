@@ -163,10 +163,17 @@ def run_edit_bench(
     *,
     max_new_tokens: int = 64,
     context_tokens: int = 0,
+    method: str = "codeswift",
 ) -> dict[str, Any]:
-    """Replay `limit` line starts of `dist`'s files through the server's path (see above)."""
+    """Replay `limit` line starts of `dist`'s files through the server's path (see above),
+    drafting as our method `method` does (a plan or one of the bench's ablations)."""
+    from daemon.bench.methods import lab_plan
+
     if limit < 1:
         raise UsageError("--limit must be at least 1")
+    decode_plan = lab_plan(method)
+    if decode_plan is None:
+        raise UsageError(f"an edit session replays one of our methods, not the peer {method}")
     settings = Settings(
         debounce_ms=0,
         timeout_ms=120_000,
@@ -185,10 +192,10 @@ def run_edit_bench(
             raise UsageError(f"no function bodies to replay in {dist}")
         for plan in plans:  # what is still to be written is not on disk either
             (workspace / plan.relative).write_text("".join(plan.lines[: plan.start]), "utf-8")
-        return _run(settings, dist, workspace, plans, backend)
+        return _run(settings, dist, workspace, plans, backend, decode_plan)
 
 
-def _service(backend: str) -> Any:
+def _service(backend: str, decode_plan: Any) -> Any:
     """A `Service` that remembers every request sent to the model and its answer (made here:
     the service imports torch)."""
     from daemon.service import Service
@@ -205,17 +212,25 @@ def _service(backend: str) -> Any:
             self.calls.append((request, future))
             return future
 
+        def plan_for(self, settings: Settings) -> Any:
+            return decode_plan
+
     return RecordingService(backend)
 
 
 def _run(
-    settings: Settings, dist: str, workspace: Path, plans: list[FileReplay], backend: str
+    settings: Settings,
+    dist: str,
+    workspace: Path,
+    plans: list[FileReplay],
+    backend: str,
+    decode_plan: Any,
 ) -> dict[str, Any]:
     from daemon.bench.methods import runtime_environment
     from daemon.engine.plan import AR
     from daemon.engine.stops import Stop
 
-    service = _service(backend)
+    service = _service(backend, decode_plan)
     ready = threading.Event()
 
     def status(state: str, details: Mapping[str, Any]) -> None:
@@ -235,6 +250,13 @@ def _run(
         samples = asyncio.run(_replay(service, settings, workspace, plans, dist))
         run = {"dist": dist, "env": runtime_environment(engine.lm, engine.model.backend)}
         run |= {"prompt_tokens": service.prompt_tokens, "reused": service.reused_tokens}
+        answered = [f.result() for _, f in service.calls if f.done() and not f.exception()]
+        run |= {
+            "method": decode_plan.name,
+            "tokens_per_forward": round(
+                sum(g.tokens for g in answered) / max(sum(g.forwards for g in answered), 1), 3
+            ),
+        }
     finally:
         service.shutdown()
         for index in service.projects.folders().values():  # the scratch copy's shards
@@ -349,7 +371,6 @@ def _report(
 
     prompt_tokens, reused = run["prompt_tokens"], run["reused"]
     shown = (
-        "method",
         "max_new_tokens",
         "prefix_tokens",
         "suffix_tokens",
@@ -364,6 +385,8 @@ def _report(
             {"file": p.relative, "start_line": p.start + 1, "requests": len(p.requests)}
             for p in plans
         ],
+        "method": run["method"],
+        "tokens_per_forward": run["tokens_per_forward"],
         "requests": len(samples),
         "typed_ahead_hits": len(samples) - len(model),
         "model_calls": len(model),
@@ -404,7 +427,8 @@ def format_edit_table(report: dict[str, Any]) -> str:
         f"typed-ahead hits {report['typed_ahead_hits']}, model calls {report['model_calls']}; "
         f"prompt tokens reused {100 * report['reused_share']:.1f}%; exact "
         f"{exact['identical']}/{exact['compared']}; first line right "
-        f"{report['offers_matching_line']}/{report['requests']}",
+        f"{report['offers_matching_line']}/{report['requests']}; method "
+        f"{report['method']}, {report['tokens_per_forward']:.2f} tokens per forward",
         f"{'latency (ms)':<20}{'n':>5}{'p50':>10}{'p95':>10}{'mean':>10}",
     ]
     for key, label in _ROWS.items():

@@ -54,7 +54,13 @@ _ABLATIONS = {
     # the paper's cache: cached retrievals and the model's own earlier outputs
     "cache": {"cache": False, "history": False},
     "timing": {"timing": False},
-    "budget": {"budget": 16},  # a fixed 16-node tree instead of the cost curve's choice
+    # trees of the heaviest nodes by stacked weight, sized by the adaptive budget
+    "scoring": {"scored": False},
+    "recycled": {"recycled": False},
+    # everything kept from one request to the next: retrievals, the model's outputs, successors
+    "memory": {"cache": False, "history": False, "recycled": False},
+    # a fixed 16-node tree of the heaviest nodes instead of the scored one
+    "budget": {"budget": 16, "scored": False},
 }
 _PEERS = {
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
@@ -211,6 +217,14 @@ class Lab:
         if base == "assisted" and self.assistant is None:
             raise UsageError("`assisted` needs a draft model: use `codeswift bench --assistant M`")
         return _run_hf(self.engine, base, prompt, stop, self.assistant)
+
+    def calibration(self, method: str) -> dict[str, Any] | None:
+        """Predicted against observed acceptance of `method`'s scored trees (None: unscored)."""
+        plan = lab_plan(method, self.project_weight)
+        if plan is None:
+            return None
+        reliability = self._engine(split_method(method)[1]).reliability(plan)
+        return reliability.as_dict() if reliability is not None else None
 
     def _engine(self, backend: str | None) -> Engine:
         chosen = resolve_backend(backend or self.backend, self.engine.lm)

@@ -124,12 +124,38 @@ def format_table(report: dict[str, Any]) -> str:
         "datastore search ms per step; pass@1: HumanEval's tests passed; peak MB: a fresh "
         "process per method (GPU memory on a GPU)"
     )
+    for method, row in report["methods"].items():
+        if "calibration" in row:
+            lines.append(f"calibration of {method} (nodes whose parent was accepted):")
+            lines += _calibration_lines(row["calibration"])
     return "\n".join(lines)
 
 
+def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  {'source':<12}{'drafted':>9}{'reached':>9}{'accepted':>9}{'predicted':>10}"
+        f"{'observed':>9}"
+    ]
+    for source, row in calibration["per_source"].items():
+        lines.append(
+            f"  {source:<12}{row['drafted']:>9}{row['reached']:>9}{row['accepted']:>9}"
+            f"{row['predicted']:>10.3f}{row['observed']:>9.3f}"
+        )
+    bins = [b for b in calibration["bins"] if b["reached"]]
+    lines.append(
+        "  estimate bin -> observed: "
+        + ", ".join(
+            f"{b['range'][0]:.1f}-{b['range'][1]:.1f}: {b['observed']:.2f} ({b['reached']})"
+            for b in bins
+        )
+    )
+    return lines
+
+
 def write_plot(report: dict[str, Any], path: Path) -> None:
-    """Two panels: speedup over `ar` per method, and the distribution of accepted draft tokens
-    per verification step for the methods that draft."""
+    """Panels: speedup over `ar` per method; the distribution of accepted draft tokens per
+    verification step for the methods that draft; and, where a method scores its trees, the
+    estimated against the observed acceptance of its nodes (a reliability plot)."""
     try:
         import matplotlib
 
@@ -140,7 +166,10 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
         raise UsageError("--plot needs matplotlib: pip install 'codeswift[bench]'") from None
     methods = report["methods"]
     names = list(methods)
-    figure, (speed, accepted) = plt.subplots(1, 2, figsize=(13, 4.8))
+    calibrated = [m for m in names if "calibration" in methods[m]]
+    panels = 3 if calibrated else 2
+    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8))
+    speed, accepted = axes[0], axes[1]
     bars = speed.bar(names, [methods[m]["speedup"] for m in names], color="#4c72b0")
     speed.bar_label(bars, fmt="%.2fx", fontsize=8)
     speed.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
@@ -159,6 +188,21 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     accepted.set_xlabel("draft tokens accepted in a step")
     accepted.set_ylabel("share of steps")
     accepted.legend(fontsize=7)
+    if calibrated:
+        reliability = axes[2]
+        reliability.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
+        for name in calibrated:
+            bins = [b for b in methods[name]["calibration"]["bins"] if b["reached"]]
+            reliability.plot(
+                [b["predicted"] for b in bins],
+                [b["observed"] for b in bins],
+                marker="o",
+                label=name,
+            )
+        reliability.set_xlabel("estimated acceptance of a node (its parent accepted)")
+        reliability.set_ylabel("observed acceptance")
+        reliability.set_title("calibration (reliability)", fontsize=9)
+        reliability.legend(fontsize=7)
     env = report["env"]
     figure.suptitle(
         f"{report['suite']}, {report['prompts']} prompts x {report['max_new_tokens']} tokens: "

@@ -126,6 +126,9 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     }
     for method, row in report_methods.items():
         row["reference"] = references[method]
+        calibration = lab.calibration(method)
+        if calibration is not None:
+            row["calibration"] = calibration
     if options.suite == "humaneval":  # does the output still solve the problems?
         problems = humaneval_problems(options.limit)
         for method, row in report_methods.items():

@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,11 +36,14 @@ _CURVE_VERSION = 3
 
 
 class BudgetPolicy(Protocol):
-    def choose(self) -> int:
-        """Tree nodes to verify this step (besides the root)."""
+    """How a step's candidates become the tree it verifies, and what it learns from the result
+    (the stacked-weight budgets here; expected-acceptance trees in scoring.py)."""
 
-    def record(self, drafted: int, accepted: int) -> None:
-        """What the last step's tree of `drafted` nodes gave."""
+    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
+        """The tree to verify this step, at most `depth` deep."""
+
+    def record(self, tree: DraftTree, path: Sequence[int]) -> None:
+        """The last step verified `tree` and accepted the nodes on `path`."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,10 @@ class FixedBudget:
     def __init__(self, budget: int) -> None:
         self.budget = budget
 
-    def choose(self) -> int:
-        return self.budget
+    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
+        return build_tree(candidates, self.budget, depth)
 
-    def record(self, drafted: int, accepted: int) -> None:
+    def record(self, tree: DraftTree, path: Sequence[int]) -> None:
         pass
 
 
@@ -95,7 +99,14 @@ class AdaptiveBudget:
 
         return max(self.CHOICES, key=speed)
 
-    def record(self, drafted: int, accepted: int) -> None:
+    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
+        return build_tree(candidates, self.choose(), depth)
+
+    def record(self, tree: DraftTree, path: Sequence[int]) -> None:
+        self.learn(tree.size, len(path))
+
+    def learn(self, drafted: int, accepted: int) -> None:
+        """A tree of `drafted` nodes gave `accepted` tokens."""
         if drafted <= 0:
             return
         observed = accepted / math.log2(1 + drafted)

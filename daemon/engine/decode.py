@@ -2,7 +2,7 @@
 
 The speculative loop, one step:
   1. draft      — the drafter proposes candidate continuations of the context;
-  2. build tree — merge them into a trie within the step's node budget;
+  2. build tree — merge them into a trie; the plan's tree policy keeps the nodes that pay;
   3. verify     — one forward over [root, *nodes] with an ancestor mask, positions by depth;
   4. accept     — walk the longest path whose tokens equal the model's own argmax;
   5. commit     — accepted tokens plus the bonus token (the argmax after the last one);
@@ -24,7 +24,7 @@ from daemon.engine.drafters import Drafter
 from daemon.engine.forward import ForwardPort
 from daemon.engine.plan import MAX_DEPTH
 from daemon.engine.stops import StopRule
-from daemon.engine.tree import EMPTY_TREE, DraftTree, ancestor_matrix, build_tree
+from daemon.engine.tree import EMPTY_TREE, DraftTree, ancestor_matrix
 
 __all__ = ["DecodeResult", "PrefixCache", "generate", "warm"]
 
@@ -183,15 +183,18 @@ def _decode(
         tree = EMPTY_TREE
         if drafter is not None and budget is not None:
             depth = min(max_depth, stop.max_new_tokens - len(generated) - 1)
-            tree = _draft(drafter, [*context, root], budget.choose(), depth)
-        accepted = _verify_and_commit(model, cache, len(context), root, tree)
+            if depth > 0:
+                tree = budget.build(drafter.propose([*context, root], depth), depth)
+        rows = [root, *tree.tokens]
+        predicted, path = _verify_and_commit(model, cache, len(context), rows, tree)
+        accepted = [tree.tokens[node] for node in path] + [predicted[path[-1] + 1 if path else 0]]
         context.append(root)
         context.extend(accepted[:-1])
         root = accepted[-1]
         generated.extend(accepted)
         if drafter is not None and budget is not None:
-            drafter.observe(accepted)
-            budget.record(tree.size, len(accepted) - 1)
+            drafter.observe(accepted, rows, predicted)
+            budget.record(tree, path)
         accepted_per_step.append(len(accepted) - 1)
         reason = stop.check(generated, len(accepted))
     assert reason is not None  # the loop ends on a stop reason or a cancellation
@@ -208,18 +211,12 @@ def _decode(
     )
 
 
-def _draft(drafter: Drafter, context: list[int], budget: int, depth: int) -> DraftTree:
-    if depth <= 0 or budget <= 0:
-        return EMPTY_TREE
-    return build_tree(drafter.propose(context, depth), budget, depth)
-
-
 def _verify_and_commit(
-    model: ForwardPort, cache: Any, past_len: int, root: int, tree: DraftTree
-) -> list[int]:
-    """Steps 3-6: verify `tree` after `root`; returns accepted draft tokens + the bonus token."""
-    predicted = model.verify(cache, [root, *tree.tokens], (0, *tree.depths), ancestor_matrix(tree))
+    model: ForwardPort, cache: Any, past_len: int, rows: list[int], tree: DraftTree
+) -> tuple[list[int], list[int]]:
+    """Steps 3-6: verify `rows` (the root, then `tree`'s nodes); returns the model's argmax
+    after every row and the accepted path (node indices), whose rows the cache keeps."""
+    predicted = model.verify(cache, rows, (0, *tree.depths), ancestor_matrix(tree))
     path = tree.walk(predicted)
-    bonus = predicted[path[-1] + 1] if path else predicted[0]
     model.keep(cache, past_len, [0] + [node + 1 for node in path])
-    return [tree.tokens[node] for node in path] + [bonus]
+    return predicted, path

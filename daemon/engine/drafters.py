@@ -12,7 +12,7 @@ from typing import Protocol
 
 from daemon.engine.tree import Candidate
 
-__all__ = ["ContextLookupDrafter", "Drafter", "HistoryDrafter", "NgramIndex"]
+__all__ = ["ContextLookupDrafter", "Drafter", "HistoryDrafter", "NgramIndex", "SuccessorTable"]
 
 
 class Drafter(Protocol):
@@ -25,8 +25,11 @@ class Drafter(Protocol):
         """Candidates continuing `context` (prompt + committed tokens), each at most `depth`
         tokens long. How many nodes of them are verified is the tree builder's business."""
 
-    def observe(self, accepted: Sequence[int]) -> None:
-        """The tokens the last step committed (accepted drafts + bonus)."""
+    def observe(
+        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+    ) -> None:
+        """The tokens the last step committed (accepted drafts + bonus); `rows` are the tokens
+        it verified (root first) and `predicted` the model's argmax after each of them."""
 
     def finish(self, generated: Sequence[int]) -> None:
         """The request ended with `generated` as its output."""
@@ -73,7 +76,7 @@ class NgramIndex:
                     continue
                 seen.add(start)
                 continuation = tuple(data[start : start + depth])
-                candidates.append(Candidate(continuation, weight=float(n)))
+                candidates.append(Candidate(continuation, weight=float(n), match=n))
                 if len(candidates) >= limit:
                     return candidates
         return candidates
@@ -97,7 +100,9 @@ class ContextLookupDrafter:
         self._index = NgramIndex(self.max_ngram, self.min_ngram)
         self._index.extend(prompt)
 
-    def observe(self, accepted: Sequence[int]) -> None:
+    def observe(
+        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+    ) -> None:
         """Nothing to learn: `propose` indexes whatever the context gained."""
 
     def finish(self, generated: Sequence[int]) -> None:
@@ -135,7 +140,43 @@ class HistoryDrafter:
     def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
         found = self._index.lookup(context, depth, self.max_matches)
         return [
-            Candidate(c.tokens[: c.tokens.index(-1)] if -1 in c.tokens else c.tokens, c.weight)
+            Candidate(
+                c.tokens[: c.tokens.index(-1)] if -1 in c.tokens else c.tokens,
+                c.weight,
+                match=c.match,
+            )
             for c in found
             if c.tokens and c.tokens[0] != -1
         ]
+
+
+class SuccessorTable:
+    """The model's own argmax after each token it verified, rejected branches included: every
+    verify computes them anyway. On a step where nothing else drafts, the chains they form
+    are a draft for free (Token Recycling, arXiv 2408.08696, with the argmax alone: our forward
+    port returns no top-k). Kept across requests; one small list per token, newest first."""
+
+    def __init__(self, per_token: int = 3) -> None:
+        self.per_token = per_token
+        self._next: dict[int, list[int]] = {}
+
+    def learn(self, rows: Sequence[int], predicted: Sequence[int]) -> None:
+        for token, following in zip(rows, predicted, strict=False):
+            known = self._next.setdefault(token, [])
+            if known and known[0] == following:
+                continue
+            if following in known:
+                known.remove(following)
+            known.insert(0, following)
+            del known[self.per_token :]
+
+    def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
+        """One chain per remembered successor of the last token, each continued along the
+        newest successor of its own last token."""
+        candidates = []
+        for first in self._next.get(context[-1], ()):
+            chain = [first]
+            while len(chain) < depth and (after := self._next.get(chain[-1])):
+                chain.append(after[0])
+            candidates.append(Candidate(tuple(chain), source="recycled", match=1))
+        return candidates

@@ -18,9 +18,12 @@ from daemon.engine.forward import ForwardPort
 from daemon.engine.models import LoadedModel
 from daemon.engine.plan import DecodePlan
 from daemon.engine.retrieval import DraftSources, DraftStats, PlanMemory, RetrievalDrafter
+from daemon.engine.scoring import Calibration, Reliability, ScoredTrees
 from daemon.engine.stops import Stop, StopRule
 
-__all__ = ["Completion", "Engine", "ProjectSource", "fit_prompt"]
+__all__ = ["Completion", "Engine", "ProjectSource", "fit_prompt", "tree_policy"]
+
+MAX_SCORED_NODES = 64  # a scored tree stops earlier where its nodes stop paying
 
 
 class ProjectSource(Protocol):
@@ -57,7 +60,7 @@ class Engine:
         self.general = general
         self.project = project
         self._memories: dict[DecodePlan, PlanMemory] = {}
-        self._budgets: dict[DecodePlan, AdaptiveBudget] = {}
+        self._budgets: dict[DecodePlan, BudgetPolicy] = {}
         self._layers: tuple[SuffixIndex, ...] = ()
         self._curve: CostCurve | None = None
         self._whitespace: frozenset[int] | None = None
@@ -135,12 +138,25 @@ class Engine:
         return (layers if plan.project else ()), expressions
 
     def _budget(self, plan: DecodePlan) -> BudgetPolicy:
-        if plan.budget is not None:
-            return FixedBudget(plan.budget)
         # acceptance learnt on earlier requests carries over to the next one
         if plan not in self._budgets:
-            self._budgets[plan] = AdaptiveBudget(self.curve())
+            self._budgets[plan] = tree_policy(plan, self.curve())
         return self._budgets[plan]
+
+    def reliability(self, plan: DecodePlan) -> Reliability | None:
+        """Predicted against observed acceptance of `plan`'s scored trees so far."""
+        policy = self._budgets.get(plan)
+        return policy.calibration.reliability if isinstance(policy, ScoredTrees) else None
+
+
+def tree_policy(plan: DecodePlan, curve: CostCurve) -> BudgetPolicy:
+    """How `plan` turns candidates into trees: scored and cut on `curve`, a fixed number of the
+    heaviest nodes, or as many as the adaptive budget picks."""
+    if plan.scored:
+        return ScoredTrees(curve, Calibration(), plan.budget or MAX_SCORED_NODES)
+    if plan.budget is not None:
+        return FixedBudget(plan.budget)
+    return AdaptiveBudget(curve)
 
 
 def fit_prompt(

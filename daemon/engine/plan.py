@@ -41,6 +41,7 @@ class Weights:
     context: float = 3.0
     history: float = 2.0
     expressions: float = 2.0
+    recycled: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +54,14 @@ class DecodePlan:
     general: bool = False  # the general datastore (common code)
     project: bool = False  # the workspace's datastore
     expressions: bool = False  # the workspace's recurring expressions, as their own store
+    recycled: bool = False  # the model's argmax successors from earlier verifies
+    # trees grown by calibrated acceptance and cut on the cost curve (scoring.py); off: the
+    # heaviest nodes by stacked weight, as many as `budget` or the adaptive budget says
+    scored: bool = False
     weights: Weights = Weights()
     timing: bool = False  # skip datastore searches where they rarely pay (paper idea 2)
     cache: bool = False  # reuse a datastore answer for a context suffix seen before
-    budget: int | None = None  # tree nodes per step; None: chosen from the cost curve
+    budget: int | None = None  # tree nodes per step (at most, when scored); None: the cost curve
     max_depth: int = MAX_DEPTH  # the deepest draft token, the one cap on every source
 
     def __post_init__(self) -> None:
@@ -72,7 +77,7 @@ class DecodePlan:
     @property
     def drafts(self) -> bool:
         """False for plain greedy decoding: every step verifies the root token alone."""
-        return self.context or self.history or self.searches_stores
+        return self.context or self.history or self.recycled or self.searches_stores
 
     @property
     def searches_stores(self) -> bool:
@@ -90,6 +95,8 @@ CODESWIFT = DecodePlan(
     history=True,
     general=True,
     project=True,
+    recycled=True,
+    scored=True,
     timing=True,
     cache=True,
 )

@@ -5,7 +5,8 @@ Sources (paper §3, DESIGN.md §1):
     searched for the longest suffix of the context;
   * the context itself (prompt + output so far), like prompt lookup;
   * the model's own earlier output (the LLM-preference cache), kept across requests, so drafts
-    follow what this model actually writes.
+    follow what this model actually writes;
+  * the model's argmax after every token it verified (recycled from earlier verifies).
 Retrieval timing skips the datastores where they rarely pay, and a small cache reuses the
 datastore answer for a matched context seen before.
 """
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from daemon.engine.datastore import SuffixIndex
-from daemon.engine.drafters import ContextLookupDrafter, HistoryDrafter
+from daemon.engine.drafters import ContextLookupDrafter, HistoryDrafter, SuccessorTable
 from daemon.engine.plan import DecodePlan
 from daemon.engine.tree import Candidate
 
@@ -120,6 +121,7 @@ class PlanMemory:
     history: HistoryDrafter = field(default_factory=HistoryDrafter)
     cache: RetrievalCache = field(default_factory=lambda: RetrievalCache(_CACHE_ENTRIES))
     timing: TimingStats = field(default_factory=TimingStats)
+    successors: SuccessorTable = field(default_factory=SuccessorTable)
 
 
 @dataclass(frozen=True)
@@ -156,17 +158,18 @@ class RetrievalDrafter:
         self.tuning = tuning or RetrievalTuning()
         memory = memory or PlanMemory()
         weights = plan.weights
-        stores: list[tuple[SuffixIndex, float]] = []
+        stores: list[tuple[SuffixIndex, float, str]] = []
         if plan.general and sources.general is not None:
-            stores.append((sources.general, weights.general))
+            stores.append((sources.general, weights.general, "general"))
         if plan.project:
-            stores += [(layer, weights.project) for layer in sources.project]
+            stores += [(layer, weights.project, "project") for layer in sources.project]
         if plan.expressions:
-            stores += [(layer, weights.expressions) for layer in sources.expressions]
+            stores += [(layer, weights.expressions, "expressions") for layer in sources.expressions]
         self.stores = stores
         self.whitespace_ids = sources.whitespace_ids
         self.context = ContextLookupDrafter() if plan.context else None
         self.history = memory.history if plan.history else None
+        self.successors = memory.successors if plan.recycled else None
         self._cache = memory.cache if plan.cache else None
         self.timing = memory.timing
         self._pool = ThreadPoolExecutor(max_workers=2) if self.tuning.parallel else None
@@ -184,7 +187,11 @@ class RetrievalDrafter:
         self._misses = self._backoff = 0
         self.stats = DraftStats()
 
-    def observe(self, accepted: Sequence[int]) -> None:
+    def observe(
+        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+    ) -> None:
+        if self.successors is not None:
+            self.successors.learn(rows, predicted)
         if self._last_from_store:
             hit = len(accepted) > 1 and any(c[0] == accepted[0] for c in self._last_from_store)
             kind = self._last_kind
@@ -204,9 +211,13 @@ class RetrievalDrafter:
         weights = self.plan.weights
         candidates: list[Candidate] = []
         if self.context is not None:
-            candidates += _weighted(self.context.propose(context, depth), weights.context)
+            found = self.context.propose(context, depth)
+            candidates += _tagged(found, weights.context, "context")
         if self.history is not None:
-            candidates += _weighted(self.history.propose(context, depth), weights.history)
+            candidates += _tagged(self.history.propose(context, depth), weights.history, "history")
+        if self.successors is not None:
+            found = self.successors.propose(context, depth)
+            candidates += _tagged(found, weights.recycled, "recycled")
         self._last_from_store = set()
         self._last_kind = "after_whitespace" if context[-1] in self.whitespace_ids else "other"
         if self._should_retrieve():
@@ -244,11 +255,11 @@ class RetrievalDrafter:
         started = time.perf_counter()
         if self._pool is not None and len(self.stores) > 1:
             futures = [
-                self._pool.submit(self._search, s, w, context, depth) for s, w in self.stores
+                self._pool.submit(self._search, *store, context, depth) for store in self.stores
             ]
             found = [c for f in futures for c in f.result()]
         else:
-            found = [c for s, w in self.stores for c in self._search(s, w, context, depth)]
+            found = [c for store in self.stores for c in self._search(*store, context, depth)]
         self.stats.search_ms.append((time.perf_counter() - started) * 1000)
         return found
 
@@ -257,7 +268,7 @@ class RetrievalDrafter:
             self._pool.shutdown(wait=True)
 
     def _search(
-        self, store: SuffixIndex, weight: float, context: Sequence[int], depth: int
+        self, store: SuffixIndex, weight: float, source: str, context: Sequence[int], depth: int
     ) -> list[Candidate]:
         match = store.longest_match(context)
         if match is None:
@@ -265,8 +276,8 @@ class RetrievalDrafter:
         # longer matches are better evidence; spread the weight over the occurrences
         share = weight * match.length / max(match.count, 1)
         continuations = store.continuations(match, depth, self.tuning.max_continuations)
-        return [Candidate(tokens, share) for tokens in continuations]
+        return [Candidate(tokens, share, source, match.length) for tokens in continuations]
 
 
-def _weighted(candidates: list[Candidate], weight: float) -> list[Candidate]:
-    return [Candidate(c.tokens, c.weight * weight) for c in candidates]
+def _tagged(candidates: list[Candidate], weight: float, source: str) -> list[Candidate]:
+    return [Candidate(c.tokens, c.weight * weight, source, c.match) for c in candidates]

@@ -12,15 +12,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EMPTY_TREE", "Candidate", "DraftTree", "ancestor_matrix", "build_tree"]
+__all__ = ["EMPTY_TREE", "Candidate", "DraftTree", "Trie", "ancestor_matrix", "build_tree"]
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One proposed continuation of the context; `weight` ranks it against the others."""
+    """One proposed continuation of the context; `weight` ranks it against the others.
+
+    `source` names where it came from and `match` how many context tokens matched to find it:
+    the evidence a scored tree (scoring.py) turns into an acceptance estimate."""
 
     tokens: tuple[int, ...]
     weight: float = 1.0
+    source: str = ""
+    match: int = 0
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,9 @@ class DraftTree:
     parents: tuple[int, ...]  # (N,) parent node index, -1 for children of the root
     depths: tuple[int, ...]  # (N,) 1 for children of the root
     children: tuple[dict[int, int], ...] = field(repr=False)  # (N+1,) slot 0 = root, token -> node
+    # scored trees only: each node's calibration cell and its estimated acceptance given its parent
+    cells: tuple[tuple[object, ...], ...] = field(default=(), repr=False)
+    estimates: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def size(self) -> int:
@@ -53,6 +61,73 @@ class DraftTree:
 EMPTY_TREE = DraftTree(tokens=(), parents=(), depths=(), children=({},))
 
 
+class Trie:
+    """Candidates merged token by token: node ids in insertion order, parents before children.
+
+    Per node: token, parent (-1 under the root), depth, summed weight, the weight each source
+    put on it, and the longest match behind it."""
+
+    def __init__(self, candidates: Iterable[Candidate], max_depth: int) -> None:
+        ids: dict[tuple[int, int], int] = {}
+        self.tokens: list[int] = []
+        self.parents: list[int] = []
+        self.depths: list[int] = []
+        self.weights: list[float] = []
+        self.by_source: list[dict[str, float]] = []
+        self.matches: list[int] = []
+        self.children: list[list[int]] = [[]]  # slot 0 = root, slot n + 1 = node n
+        for candidate in candidates:
+            parent = -1
+            for depth, token in enumerate(candidate.tokens[:max_depth], start=1):
+                node = ids.get((parent, token))
+                if node is None:
+                    node = ids[(parent, token)] = self._add(token, parent, depth)
+                self.weights[node] += candidate.weight
+                shares = self.by_source[node]
+                shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
+                self.matches[node] = max(self.matches[node], candidate.match)
+                parent = node
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def _add(self, token: int, parent: int, depth: int) -> int:
+        node = len(self.tokens)
+        self.tokens.append(token)
+        self.parents.append(parent)
+        self.depths.append(depth)
+        self.weights.append(0.0)
+        self.by_source.append({})
+        self.matches.append(0)
+        self.children.append([])
+        self.children[parent + 1].append(node)
+        return node
+
+    def tree(
+        self,
+        kept: Sequence[int],
+        cells: Sequence[tuple[object, ...]] = (),
+        estimates: Sequence[float] = (),
+    ) -> DraftTree:
+        """The draft tree of the nodes `kept` (ancestor-closed), breadth first."""
+        order = sorted(range(len(kept)), key=lambda i: (self.depths[kept[i]], i))
+        nodes = [kept[i] for i in order]
+        new_index = {old: new for new, old in enumerate(nodes)}
+        parents = tuple(new_index[self.parents[n]] if self.parents[n] >= 0 else -1 for n in nodes)
+        tokens = tuple(self.tokens[n] for n in nodes)
+        children: list[dict[int, int]] = [{} for _ in range(len(nodes) + 1)]
+        for node, (parent, token) in enumerate(zip(parents, tokens, strict=True)):
+            children[parent + 1][token] = node
+        return DraftTree(
+            tokens=tokens,
+            parents=parents,
+            depths=tuple(self.depths[n] for n in nodes),
+            children=tuple(children),
+            cells=tuple(cells[i] for i in order) if cells else (),
+            estimates=tuple(estimates[i] for i in order) if estimates else (),
+        )
+
+
 def build_tree(candidates: Iterable[Candidate], budget: int, max_depth: int) -> DraftTree:
     """Merge `candidates` into a trie and keep the `budget` heaviest nodes.
 
@@ -62,41 +137,13 @@ def build_tree(candidates: Iterable[Candidate], budget: int, max_depth: int) -> 
     """
     if budget <= 0 or max_depth <= 0:
         return EMPTY_TREE
-    # trie nodes: key (parent, token) -> id; parallel lists hold each id's fields
-    ids: dict[tuple[int, int], int] = {}
-    token_of: list[int] = []
-    parent_of: list[int] = []
-    depth_of: list[int] = []
-    weight_of: list[float] = []
-    for candidate in candidates:
-        parent = -1
-        for depth, token in enumerate(candidate.tokens[:max_depth], start=1):
-            key = (parent, token)
-            node = ids.get(key)
-            if node is None:
-                node = ids[key] = len(token_of)
-                token_of.append(token)
-                parent_of.append(parent)
-                depth_of.append(depth)
-                weight_of.append(0.0)
-            weight_of[node] += candidate.weight
-            parent = node
-    if not token_of:
+    trie = Trie(candidates, max_depth)
+    if not len(trie):
         return EMPTY_TREE
-    ranked = sorted(range(len(token_of)), key=lambda n: (-weight_of[n], depth_of[n], n))
-    kept = sorted(ranked[:budget], key=lambda n: (depth_of[n], -weight_of[n], n))
-    new_index = {old: new for new, old in enumerate(kept)}
-    parents = tuple(new_index[parent_of[n]] if parent_of[n] >= 0 else -1 for n in kept)
-    tokens = tuple(token_of[n] for n in kept)
-    children: list[dict[int, int]] = [{} for _ in range(len(kept) + 1)]
-    for node, (parent, token) in enumerate(zip(parents, tokens, strict=True)):
-        children[parent + 1][token] = node
-    return DraftTree(
-        tokens=tokens,
-        parents=parents,
-        depths=tuple(depth_of[n] for n in kept),
-        children=tuple(children),
-    )
+    weights, depths = trie.weights, trie.depths
+    ranked = sorted(range(len(trie)), key=lambda n: (-weights[n], depths[n], n))
+    kept = sorted(ranked[:budget], key=lambda n: (depths[n], -weights[n], n))
+    return trie.tree(kept)
 
 
 def ancestor_matrix(tree: DraftTree) -> np.ndarray:

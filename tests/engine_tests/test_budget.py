@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from daemon.engine.budget import AdaptiveBudget, CostCurve, FixedBudget
+from daemon.engine.tree import Candidate
 
 # roughly this CPU in bf16 (DESIGN.md §4) and in fp32 (4 tokens already cost twice one)
 BF16 = CostCurve((1, 8, 16, 32, 64, 65), (58.0, 66.0, 74.0, 100.0, 147.0, 149.0))
@@ -19,10 +20,10 @@ def test_budget_grows_with_acceptance_and_shrinks_without() -> None:
     policy = AdaptiveBudget(BF16, rate=0.5)
     start = policy.choose()
     for _ in range(50):
-        policy.record(start, 0)  # nothing is ever accepted
+        policy.learn(start, 0)  # nothing is ever accepted
     low = policy.choose()
     for _ in range(50):
-        policy.record(16, 6)  # long accepted runs
+        policy.learn(16, 6)  # long accepted runs
     high = policy.choose()
     assert low < start <= high
     assert low == 1
@@ -34,6 +35,8 @@ def test_a_steep_curve_keeps_trees_small() -> None:
 
 
 def test_fixed_budget_ignores_feedback() -> None:
-    policy = FixedBudget(64)
-    policy.record(64, 0)
-    assert policy.choose() == 64
+    policy = FixedBudget(8)
+    candidates = [Candidate((n, n + 1, n + 2)) for n in range(0, 30, 3)]
+    tree = policy.build(candidates, depth=10)
+    policy.record(tree, [])
+    assert tree.size == policy.build(candidates, depth=10).size == 8

@@ -57,7 +57,9 @@ class Oracle:
     def begin(self, prompt: Sequence[int]) -> None:
         assert len(prompt) == self.prompt_len
 
-    def observe(self, accepted: Sequence[int]) -> None:
+    def observe(
+        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+    ) -> None:
         pass
 
     def finish(self, generated: Sequence[int]) -> None:
@@ -196,8 +198,9 @@ def test_cancellation_stops_within_a_step(tiny: ForwardPort) -> None:
 
 def test_retrieval_drafter_with_every_switch_is_exact(tiny: ForwardPort) -> None:
     from daemon.bench.methods import lab_plan
-    from daemon.engine.budget import AdaptiveBudget, CostCurve
+    from daemon.engine.budget import CostCurve
     from daemon.engine.datastore import SuffixIndex
+    from daemon.engine.engine import tree_policy
     from daemon.engine.plan import CODESWIFT
     from daemon.engine.retrieval import DraftSources, PlanMemory, RetrievalDrafter
 
@@ -210,13 +213,15 @@ def test_retrieval_drafter_with_every_switch_is_exact(tiny: ForwardPort) -> None
     project = SuffixIndex.build(docs[: len(answers)], {})
     sources = DraftSources(general, (project,), whitespace_ids=frozenset({0, 1}))
     curve = CostCurve((1, 16, 64), (10.0, 12.0, 30.0))
-    for off in [None, "context", "general", "project", "cache", "timing"]:
+    ablations = ["context", "general", "project", "cache", "timing", "recycled", "scoring"]
+    for off in [None, *ablations, "budget"]:
         plan = lab_plan(f"codeswift-no-{off}") if off else CODESWIFT  # the bench's ablations
         assert plan is not None
         memory = PlanMemory()  # shared by the prompts, as the engine keeps it per plan
+        policy = tree_policy(plan, curve)  # likewise
         for prompt, answer in answers.items():
             drafter = RetrievalDrafter(plan, sources, memory)
-            result = generate(tiny, list(prompt), StopRule(48, ()), drafter, AdaptiveBudget(curve))
+            result = generate(tiny, list(prompt), StopRule(48, ()), drafter, policy)
             assert result.tokens == answer, off
             assert result.mean_accepted > 1.5, off  # the stores' true continuations were used
 

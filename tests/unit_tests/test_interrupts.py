@@ -21,7 +21,11 @@ _CHILD = textwrap.dedent(
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     read_end, _ = os.pipe()
     print("waiting", flush=True)
-    select.select([read_end], [], [])
+    while True:
+        try:
+            select.select([read_end], [], [])
+        except KeyboardInterrupt:
+            pass  # the signal came before the wait: only the deadline may end this process
     """
 )
 
@@ -33,6 +37,7 @@ def test_a_signal_taken_by_another_thread_still_ends_the_process() -> None:
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == "waiting\n", child.stderr
+        time.sleep(0.3)  # into the wait
         sent = time.monotonic()
         child.send_signal(signal.SIGTERM)
         code = child.wait(timeout=10)

@@ -56,7 +56,7 @@ def test_lab_ablations_are_plans_built_from_codeswift() -> None:
     assert isinstance(no_cache, DecodePlan)
     assert not no_cache.cache and not no_cache.history and no_cache.general
     assert lab_plan("codeswift-no-budget") == dataclasses.replace(
-        CODESWIFT, name="codeswift-no-budget", budget=16
+        CODESWIFT, name="codeswift-no-budget", budget=16, scored=False
     )
     weighted = lab_plan("codeswift", project_weight=6.0)
     assert weighted is not None and weighted.weights.project == 6.0

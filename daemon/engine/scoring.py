@@ -1,0 +1,203 @@
+"""Draft trees ranked by expected acceptance, not stacked by weight.
+
+Every trie node gets an estimate of P(the model accepts it | it accepts its parent), read from
+a calibration table that counts, for nodes that were verified with their parent accepted, how
+often they were accepted themselves. A node's cell is its evidence: the source that put the
+most weight on it, the longest match behind it, its share of its parent's weight, whether
+several sources agree, and its depth. Sparse cells back off to coarser ones (without the depth,
+then source and match, then source alone, then everything), so a new cell starts from what
+its neighbours taught.
+
+The tree then grows best first by path probability (the product of estimates from the root),
+and keeps the prefix of that order that maximises expected tokens per second on the running
+backend's cost curve: (1 + sum of kept path probabilities) / cost(kept + 1). Deeper, wider or
+weaker drafts are verified only where they pay for their rows (the idea of SuffixDecoding's
+expected-accepted-tokens score, arXiv 2411.04975, with our measured cost curve).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from daemon.engine.budget import CostCurve
+from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, Trie
+
+__all__ = ["Calibration", "Reliability", "ScoredTrees", "cell_of"]
+
+_SHARE_BINS = (0.9, 0.6, 0.3, 0.0)
+_MAX_MATCH = 6  # matches this long and longer share a cell
+_PRIOR = 0.5  # before any evidence: optimistic, so that a new source gets tried
+_PRIOR_STRENGTH = 4.0  # pseudo-observations a coarser level lends a finer one
+_RELIABILITY_BINS = 10
+_EXPLORE = 0.25  # optimism for a cell with no evidence of its own; /sqrt(1 + its evidence)
+
+
+def cell_of(trie: Trie, node: int) -> tuple[object, ...]:
+    """(source, match, share bin, agreeing sources, depth bucket) of a trie node."""
+    shares = trie.by_source[node]
+    source = max(shares, key=lambda s: shares[s])
+    parent = trie.parents[node]
+    above = trie.weights[parent] if parent >= 0 else sum(trie.weights[n] for n in trie.children[0])
+    share = trie.weights[node] / above if above > 0 else 0.0
+    share_bin = next(i for i, edge in enumerate(_SHARE_BINS) if share >= edge)
+    depth = trie.depths[node]
+    return (
+        source,
+        min(trie.matches[node], _MAX_MATCH),
+        share_bin,
+        min(len(shares), 2),
+        1 if depth == 1 else 2 if depth <= 3 else 3,
+    )
+
+
+@dataclass
+class Reliability:
+    """Predicted against observed acceptance: per source, and per bin of the estimate."""
+
+    drafted: dict[str, int] = field(default_factory=dict)  # nodes verified, per source
+    reached: dict[str, int] = field(default_factory=dict)  # ... whose parent was accepted
+    accepted: dict[str, int] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)  # summed estimates of reached
+    bins: list[list[float]] = field(  # per estimate bin: [reached, accepted, summed estimate]
+        default_factory=lambda: [[0.0, 0.0, 0.0] for _ in range(_RELIABILITY_BINS)]
+    )
+
+    def as_dict(self) -> dict[str, object]:
+        sources = sorted(self.drafted)
+        return {
+            "per_source": {
+                s: {
+                    "drafted": self.drafted.get(s, 0),
+                    "reached": self.reached.get(s, 0),
+                    "accepted": self.accepted.get(s, 0),
+                    "predicted": round(
+                        self.predicted.get(s, 0.0) / max(self.reached.get(s, 0), 1), 3
+                    ),
+                    "observed": round(self.accepted.get(s, 0) / max(self.reached.get(s, 0), 1), 3),
+                }
+                for s in sources
+            },
+            "bins": [
+                {
+                    "range": [i / _RELIABILITY_BINS, (i + 1) / _RELIABILITY_BINS],
+                    "reached": int(n),
+                    "predicted": round(p / n, 3) if n else None,
+                    "observed": round(a / n, 3) if n else None,
+                }
+                for i, (n, a, p) in enumerate(self.bins)
+            ],
+        }
+
+
+class Calibration:
+    """Acceptance counts per cell and per coarser level, learnt online across requests."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[object, ...], list[float]] = {}  # key -> [reached, accepted]
+        self.reliability = Reliability()
+
+    def estimate(self, cell: tuple[object, ...]) -> float:
+        """The calibrated probability that a node of `cell` is accepted given its parent."""
+        return self._estimate(cell)[0]
+
+    def optimistic(self, cell: tuple[object, ...]) -> float:
+        """The estimate plus a bonus that shrinks as the cell's own evidence grows: a cell
+        judged on a few early rejections would otherwise never be verified, and so never
+        corrected."""
+        p, reached = self._estimate(cell)
+        return min(1.0, p + _EXPLORE / math.sqrt(1.0 + reached))
+
+    def _estimate(self, cell: tuple[object, ...]) -> tuple[float, float]:
+        p, reached = _PRIOR, 0.0
+        for key in _levels(cell):  # coarse to fine, each the prior of the next
+            reached, accepted = self._counts.get(key, (0.0, 0.0))
+            p = (accepted + _PRIOR_STRENGTH * p) / (reached + _PRIOR_STRENGTH)
+        return p, reached
+
+    def observe(self, cell: tuple[object, ...], estimate: float, accepted: bool) -> None:
+        for key in _levels(cell):
+            counts = self._counts.setdefault(key, [0.0, 0.0])
+            counts[0] += 1
+            counts[1] += accepted
+        source = str(cell[0])
+        book = self.reliability
+        book.reached[source] = book.reached.get(source, 0) + 1
+        book.accepted[source] = book.accepted.get(source, 0) + accepted
+        book.predicted[source] = book.predicted.get(source, 0.0) + estimate
+        row = book.bins[min(int(estimate * _RELIABILITY_BINS), _RELIABILITY_BINS - 1)]
+        row[0] += 1
+        row[1] += accepted
+        row[2] += estimate
+
+    def drafted(self, cell: tuple[object, ...]) -> None:
+        source = str(cell[0])
+        self.reliability.drafted[source] = self.reliability.drafted.get(source, 0) + 1
+
+
+def _levels(cell: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
+    source, match, share_bin, agree, _depth = cell
+    return ((), (source,), (source, match), (source, match, share_bin, agree), cell)
+
+
+class ScoredTrees:
+    """The tree policy of scored plans: best first by path probability, cut where a node's
+    expected tokens stop paying for its row. `cap` bounds the nodes of one tree."""
+
+    def __init__(self, curve: CostCurve, calibration: Calibration, cap: int = 64) -> None:
+        self.curve = curve
+        self.calibration = calibration
+        self.cap = cap
+
+    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
+        if depth <= 0 or not candidates:
+            return EMPTY_TREE
+        trie = Trie(candidates, depth)
+        if not len(trie):
+            return EMPTY_TREE
+        calibration = self.calibration
+        cells: dict[int, tuple[object, ...]] = {}
+        conditional: dict[int, float] = {}
+
+        def push(heap: list[tuple[float, int]], parent_path: float, node: int) -> None:
+            cells[node] = cell = cell_of(trie, node)
+            conditional[node] = calibration.estimate(cell)
+            heapq.heappush(heap, (-parent_path * calibration.optimistic(cell), node))
+
+        heap: list[tuple[float, int]] = []
+        for node in trie.children[0]:
+            push(heap, 1.0, node)
+        order: list[int] = []
+        paths: list[float] = []
+        while heap and len(order) < self.cap:
+            negative, node = heapq.heappop(heap)
+            order.append(node)
+            paths.append(-negative)
+            for child in trie.children[node + 1]:
+                push(heap, -negative, child)
+        kept = self._pays(paths)
+        chosen = order[:kept]
+        return trie.tree(chosen, [cells[n] for n in chosen], [conditional[n] for n in chosen])
+
+    def _pays(self, paths: Sequence[float]) -> int:
+        """How many of the best-first nodes maximise expected tokens per unit of cost."""
+        best, best_speed, expected = 0, 1.0 / self.curve.cost(1), 1.0
+        for n, p in enumerate(paths, start=1):
+            expected += p
+            speed = expected / self.curve.cost(n + 1)
+            if speed > best_speed:
+                best, best_speed = n, speed
+        return best
+
+    def record(self, tree: DraftTree, path: Sequence[int]) -> None:
+        """Teach the calibration what the last verified tree's nodes gave."""
+        if not tree.cells:
+            return
+        on_path = set(path)
+        for node, parent in enumerate(tree.parents):
+            cell = tree.cells[node]
+            self.calibration.drafted(cell)
+            if parent == -1 or parent in on_path:
+                self.calibration.observe(cell, tree.estimates[node], node in on_path)

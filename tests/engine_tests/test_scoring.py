@@ -1,0 +1,81 @@
+"""Scored draft trees: calibrated estimates, best-first growth, cuts on the cost curve."""
+
+from __future__ import annotations
+
+from daemon.engine.budget import CostCurve
+from daemon.engine.drafters import SuccessorTable
+from daemon.engine.scoring import Calibration, ScoredTrees
+from daemon.engine.tree import Candidate, ancestor_matrix
+
+FLAT = CostCurve((1, 64), (10.0, 10.5))  # rows nearly free: wide trees pay
+STEEP = CostCurve((1, 2, 64), (10.0, 20.0, 640.0))  # every row doubles the step
+
+
+def _teach(calibration: Calibration, policy: ScoredTrees, source: str, rate: float) -> None:
+    """Verify 200 one-candidate trees of `source`, each accepted with frequency `rate`."""
+    for n in range(200):
+        tree = policy.build([Candidate((n % 7, 1, 2), 1.0, source, 3)], depth=3)
+        accepted = n % 10 < rate * 10
+        policy.record(tree, list(range(tree.size)) if accepted else [])
+
+
+def test_estimates_follow_what_was_accepted() -> None:
+    calibration = Calibration()
+    policy = ScoredTrees(FLAT, calibration)
+    _teach(calibration, policy, "good", 0.9)
+    _teach(calibration, policy, "bad", 0.1)
+    book = calibration.reliability.as_dict()["per_source"]
+    assert book["good"]["observed"] > 0.8 and book["bad"]["observed"] < 0.3  # type: ignore[index]
+    good = policy.build([Candidate((5, 6, 7), 1.0, "good", 3)], depth=3)
+    bad = policy.build([Candidate((5, 6, 7), 1.0, "bad", 3)], depth=3)
+    assert good.estimates[0] > 0.7 and bad.estimates[0] < 0.3
+    # an unseen source starts from the prior of everything seen, not from zero
+    new = policy.build([Candidate((5,), 1.0, "new", 3)], depth=3)
+    assert 0.2 < new.estimates[0] < 0.8
+
+
+def test_a_steep_curve_verifies_only_what_pays() -> None:
+    calibration = Calibration()
+    wide = ScoredTrees(FLAT, calibration)
+    _teach(calibration, wide, "bad", 0.1)
+    candidates = [Candidate((t, t + 1, t + 2), 1.0, "bad", 2) for t in range(0, 60, 3)]
+    assert wide.build(candidates, depth=3).size > 10  # nearly free rows: take many
+    assert ScoredTrees(STEEP, calibration).build(candidates, depth=3).size == 0
+
+
+def test_trees_are_ancestor_closed_and_best_first() -> None:
+    calibration = Calibration()
+    policy = ScoredTrees(CostCurve((1, 8, 64), (10.0, 12.0, 40.0)), calibration, cap=8)
+    candidates = [
+        Candidate((1, 2, 3, 4, 5, 6), 4.0, "context", 4),
+        Candidate((1, 2, 9), 1.0, "general", 2),
+        Candidate((7, 8), 1.0, "general", 2),
+    ]
+    tree = policy.build(candidates, depth=6)
+    assert 0 < tree.size <= 8
+    for node, parent in enumerate(tree.parents):
+        assert parent < node  # parents first
+        assert tree.depths[node] == (tree.depths[parent] + 1 if parent >= 0 else 1)
+    assert ancestor_matrix(tree).shape == (tree.size + 1, tree.size + 1)
+    assert tree.tokens[0] == 1  # the heaviest, agreed-on first token leads
+
+
+def test_recording_counts_only_nodes_whose_parent_was_accepted() -> None:
+    calibration = Calibration()
+    policy = ScoredTrees(FLAT, calibration)
+    tree = policy.build([Candidate((1, 2, 3), 1.0, "context", 3)], depth=3)
+    assert tree.size == 3
+    policy.record(tree, [])  # the first token was rejected: its children were never tried
+    book = calibration.reliability
+    assert book.drafted["context"] == 3 and book.reached["context"] == 1
+    assert book.accepted.get("context", 0) == 0
+
+
+def test_successor_table_chains_the_newest_argmax() -> None:
+    table = SuccessorTable(per_token=2)
+    table.learn([10, 11, 12], [11, 12, 13])
+    table.learn([10], [20])  # newest first
+    proposed = table.propose([5, 10], depth=3)
+    assert [c.tokens for c in proposed] == [(20,), (11, 12, 13)]
+    assert {c.source for c in proposed} == {"recycled"}
+    assert table.propose([99], depth=3) == []
