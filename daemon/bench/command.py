@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from daemon.cli import corpus_folders, fitted_prompt, print_generated, workspace_folder
+from daemon.cli import (
+    DEFAULT_BENCH_METHODS,
+    corpus_folders,
+    fitted_prompt,
+    print_generated,
+    workspace_folder,
+)
 from daemon.errors import UsageError
 
 __all__ = ["generate_in_lab", "run_bench_command"]
+
+# what a replay compares unless --methods says otherwise: the product against its ablations
+_REPLAY_METHODS = (
+    "lookup",
+    "codeswift",
+    "codeswift-no-scoring",
+    "codeswift-no-general",
+    "codeswift-no-project",
+    "codeswift-no-context",
+    "codeswift-no-memory",
+    "codeswift-no-recycled",
+)
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
@@ -68,6 +87,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         if args.json_file:
             args.json_file.write_text(json.dumps(report, indent=2))
         return 0
+    from daemon.bench.replay import format_replay_table, run_replay_bench
     from daemon.bench.speed import BenchOptions, format_table, run_bench, write_plot
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
@@ -87,8 +107,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
         assistant=args.assistant,
         memory=args.memory,
     )
-    report = run_bench(options)
-    print(format_table(report))
+    replay = args.suite.startswith("replay:")
+    if replay and args.methods == DEFAULT_BENCH_METHODS:
+        options = dataclasses.replace(options, methods=_REPLAY_METHODS)
+    report = run_replay_bench(options) if replay else run_bench(options)
+    print(format_replay_table(report) if replay else format_table(report))
     if args.json_file:
         args.json_file.write_text(json.dumps(report, indent=2))
     if args.plot:
@@ -118,8 +141,6 @@ def generate_in_lab(args: argparse.Namespace, text: str) -> int:
 
 def _edit_method(methods: str) -> str:
     """The one method an edit session replays: codeswift unless --methods names another."""
-    from daemon.cli import DEFAULT_BENCH_METHODS
-
     if methods == DEFAULT_BENCH_METHODS:
         return "codeswift"
     named = [m.strip() for m in methods.split(",") if m.strip()]

@@ -13,15 +13,17 @@ compares a method's tokens with its reference's, and `own_speedup` its speed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from daemon.assembly import ShardSink, open_engine
+from daemon.bench.repo_suite import RepoTask
 from daemon.engine.backends import BACKENDS, open_forward, resolve_backend
 from daemon.engine.engine import Completion, Engine
 from daemon.engine.lab import backend_facts, hf_generate, thread_count
@@ -181,6 +183,18 @@ class Lab:
         )
         folders = list(project.folders().values()) if project is not None else []
         return cls(engine, folders[0] if folders else None, project_weight)
+
+    @contextlib.contextmanager
+    def hiding(self, task: RepoTask | None) -> Iterator[None]:
+        """The workspace's store without `task`'s function body, for the time of the block."""
+        if task is None:
+            yield
+            return
+        self.put_text(task.relative, task.masked_text)
+        try:
+            yield
+        finally:
+            self.put_text(task.relative, task.original_text)
 
     def put_text(self, relative: str, text: str) -> None:
         """Index `text` as the content of the workspace file `relative` (not on disk)."""

@@ -167,6 +167,9 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     methods = report["methods"]
     names = list(methods)
     calibrated = [m for m in names if "calibration" in methods[m]]
+    if report["suite"].startswith("replay:"):
+        _write_replay_plot(report, calibrated, path)
+        return
     panels = 3 if calibrated else 2
     figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8))
     speed, accepted = axes[0], axes[1]
@@ -189,25 +192,49 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     accepted.set_ylabel("share of steps")
     accepted.legend(fontsize=7)
     if calibrated:
-        reliability = axes[2]
-        reliability.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
-        for name in calibrated:
-            bins = [b for b in methods[name]["calibration"]["bins"] if b["reached"]]
-            reliability.plot(
-                [b["predicted"] for b in bins],
-                [b["observed"] for b in bins],
-                marker="o",
-                label=name,
-            )
-        reliability.set_xlabel("estimated acceptance of a node (its parent accepted)")
-        reliability.set_ylabel("observed acceptance")
-        reliability.set_title("calibration (reliability)", fontsize=9)
-        reliability.legend(fontsize=7)
+        _reliability_panel(axes[2], methods, calibrated)
     env = report["env"]
     figure.suptitle(
         f"{report['suite']}, {report['prompts']} prompts x {report['max_new_tokens']} tokens: "
         f"{env['model']} {env['dtype']} on {env['device']} "
         f"({env['cpu']}, {env['threads']} threads)",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _reliability_panel(axis: Any, methods: dict[str, Any], calibrated: list[str]) -> None:
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
+    for name in calibrated:
+        bins = [b for b in methods[name]["calibration"]["bins"] if b["reached"]]
+        axis.plot(
+            [b["predicted"] for b in bins], [b["observed"] for b in bins], marker="o", label=name
+        )
+    axis.set_xlabel("estimated acceptance of a node (its parent accepted)")
+    axis.set_ylabel("observed acceptance")
+    axis.set_title("calibration (reliability)", fontsize=9)
+    axis.legend(fontsize=7)
+
+
+def _write_replay_plot(report: dict[str, Any], calibrated: list[str], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    methods = report["methods"]
+    names = list(methods)
+    figure, (bars_axis, reliability) = plt.subplots(1, 2, figsize=(13, 4.8))
+    bars = bars_axis.bar(names, [methods[m]["tokens_per_forward"] for m in names])
+    bars_axis.bar_label(bars, fmt="%.2f", fontsize=8)
+    bars_axis.set_ylabel("tokens per forward (replayed on ar's output)")
+    bars_axis.tick_params(axis="x", labelrotation=60, labelsize=8)
+    for label in bars_axis.get_xticklabels():
+        label.set_horizontalalignment("right")
+    _reliability_panel(reliability, methods, calibrated)
+    env = report["env"]
+    figure.suptitle(
+        f"{report['suite']}, {report['prompts']} prompts x {report['max_new_tokens']} tokens: "
+        f"{env['model']} {env['dtype']} ({env['cpu']}, {env['threads']} threads)",
         fontsize=9,
     )
     figure.tight_layout()

@@ -64,16 +64,18 @@ class BenchTask:
     hidden: RepoTask | None = None  # a repo task's body is hidden from the project store
 
 
-def _suite_tasks(options: BenchOptions) -> tuple[Path | None, list[BenchTask]]:
-    """The workspace the suite implies (if any) and its tasks."""
-    if options.suite == "humaneval":
-        return options.workspace, [BenchTask(*p) for p in humaneval_prompts(options.limit)]
-    if options.suite.startswith("repo:"):
-        root, tasks = repo_tasks(options.suite.removeprefix("repo:"), options.limit, options.seed)
+def suite_tasks(
+    suite: str, limit: int, seed: int, workspace: Path | None
+) -> tuple[Path | None, list[BenchTask]]:
+    """The workspace the suite implies (if any; else `workspace`) and its tasks."""
+    if suite == "humaneval":
+        return workspace, [BenchTask(*p) for p in humaneval_prompts(limit)]
+    if suite.startswith("repo:"):
+        root, tasks = repo_tasks(suite.removeprefix("repo:"), limit, seed)
         return root, [BenchTask(t.task_id, t.prompt, t) for t in tasks]
     raise UsageError(
-        f"unknown suite {options.suite!r}; available: humaneval, repo:DIST, edit:DIST, steps, "
-        "stores, index, lsp"
+        f"unknown suite {suite!r}; available: humaneval, repo:DIST, edit:DIST, replay:SUITE, "
+        "steps, stores, index, lsp"
     )
 
 
@@ -84,7 +86,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
     for method in options.methods:
         split_method(method)  # a clear error for an unknown method or backend
-    workspace, tasks = _suite_tasks(options)
+    workspace, tasks = suite_tasks(options.suite, options.limit, options.seed, options.workspace)
     lab = Lab.open(
         options.model,
         options.device,
@@ -111,12 +113,9 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     for task in tqdm(tasks, desc=f"bench {options.suite}", unit="prompt"):
         ids = lm.tokenizer(task.prompt)["input_ids"][-options.context_tokens :]
         ids, _ = fit_prompt(lm, ids, options.max_new_tokens)
-        if task.hidden is not None:
-            lab.put_text(task.hidden.relative, task.hidden.masked_text)
-        for method in methods:
-            runs[method].append(lab.run(method, ids, options.max_new_tokens))
-        if task.hidden is not None:
-            lab.put_text(task.hidden.relative, task.hidden.original_text)
+        with lab.hiding(task.hidden):
+            for method in methods:
+                runs[method].append(lab.run(method, ids, options.max_new_tokens))
         rates = ", ".join(f"{m} {runs[m][-1].decoded.tokens_per_s:.1f}" for m in methods)
         tqdm.write(f"{task.task_id}: {rates}", file=sys.stderr)
 

@@ -76,10 +76,24 @@ class NgramIndex:
                     continue
                 seen.add(start)
                 continuation = tuple(data[start : start + depth])
-                candidates.append(Candidate(continuation, weight=float(n), match=n))
+                match = _match_length(data, start, suffix_of, n)
+                candidates.append(Candidate(continuation, weight=float(n), match=match))
                 if len(candidates) >= limit:
                     return candidates
         return candidates
+
+
+_MAX_MATCH = 32  # how far back a match is followed: evidence beyond this adds nothing
+
+
+def _match_length(data: Sequence[int], end: int, query: Sequence[int], known: int) -> int:
+    """How many tokens before data[end] equal the end of `query` (at least `known`, which the
+    n-gram table already vouched for): a longer match is better evidence for scored trees."""
+    length = known
+    limit = min(_MAX_MATCH, end, len(query))
+    while length < limit and data[end - length - 1] == query[len(query) - length - 1]:
+        length += 1
+    return length
 
 
 class ContextLookupDrafter:

@@ -143,6 +143,11 @@ class Engine:
             self._budgets[plan] = tree_policy(plan, self.curve())
         return self._budgets[plan]
 
+    def drafting(self, plan: DecodePlan) -> tuple[RetrievalDrafter, BudgetPolicy]:
+        """`plan`'s drafter for one request and its tree policy, as `complete` uses them (the
+        replay bench drives them without the model)."""
+        return self._drafter(plan), self._budget(plan)
+
     def reliability(self, plan: DecodePlan) -> Reliability | None:
         """Predicted against observed acceptance of `plan`'s scored trees so far."""
         policy = self._budgets.get(plan)

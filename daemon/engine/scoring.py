@@ -28,7 +28,7 @@ from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, Trie
 __all__ = ["Calibration", "Reliability", "ScoredTrees", "cell_of"]
 
 _SHARE_BINS = (0.9, 0.6, 0.3, 0.0)
-_MAX_MATCH = 6  # matches this long and longer share a cell
+_MATCH_BINS = (16, 10, 6, 4, 3, 2, 1, 0)  # matched context tokens, lower edges, longest first
 _PRIOR = 0.5  # before any evidence: optimistic, so that a new source gets tried
 _PRIOR_STRENGTH = 4.0  # pseudo-observations a coarser level lends a finer one
 _RELIABILITY_BINS = 10
@@ -46,7 +46,7 @@ def cell_of(trie: Trie, node: int) -> tuple[object, ...]:
     depth = trie.depths[node]
     return (
         source,
-        min(trie.matches[node], _MAX_MATCH),
+        next(i for i, edge in enumerate(_MATCH_BINS) if trie.matches[node] >= edge),
         share_bin,
         min(len(shares), 2),
         1 if depth == 1 else 2 if depth <= 3 else 3,

@@ -210,6 +210,31 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
     assert "decode_tokens_per_s" not in report["methods"]["pld"]  # HF's prefill is not timed apart
     assert "codeswift" in result.stdout and "peak MB" in result.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # codeswift scores its trees: the report says what each source drafted and got accepted
+    calibration = report["methods"]["codeswift"]["calibration"]
+    assert sum(row["drafted"] for row in calibration["per_source"].values()) > 0
+    assert "calibration of codeswift" in result.stdout
+
+
+@pytest.mark.real_model
+def test_bench_replay_models_the_drafting_of_each_method(tmp_path: Path) -> None:
+    require_real_model()
+    out, plot = tmp_path / "replay.json", tmp_path / "replay.png"
+    result = codeswift(
+        "bench", "--suite", "replay:humaneval", "--limit", "2", "--max-new-tokens", "24",
+        "--methods", "lookup,codeswift,codeswift-no-scoring",
+        "--json", str(out), "--plot", str(plot),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert list(report["methods"]) == ["lookup", "codeswift", "codeswift-no-scoring"]
+    for row in report["methods"].values():
+        assert row["tokens_per_forward"] >= 1.0 and row["modelled_decode_speedup"] > 0
+    assert "calibration" in report["methods"]["codeswift"]
+    assert "calibration" not in report["methods"]["lookup"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = codeswift("bench", "--suite", "replay:humaneval", "--methods", "pld")
+    assert refused.returncode == 2 and "drafting methods only" in refused.stderr
 
 
 def test_setup_is_idempotent_once_set_up() -> None:
