@@ -46,13 +46,13 @@ lint: venv  ## ruff and mypy
 
 BENCH := $(BIN)/codeswift bench --max-new-tokens 128
 PEERS := pld,rest,lookup,codeswift
-ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-context,codeswift-no-cache,codeswift-no-timing,codeswift-no-budget
+ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-context,codeswift-no-cache,codeswift-no-timing,codeswift-no-budget,codeswift-no-scoring,codeswift-no-recycled
 
 CPU_PEERS := codeswift,lookup,llamacpp,llamacpp-pld,codeswift@transformers
 CPU_LLAMA := codeswift,lookup,llamacpp,llamacpp-pld
 BF16_EXACT := codeswift,lookup,rest
 
-bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session, bf16 exactness, editor latency (about 5 h on 2 cores)
+bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session, bf16 exactness, editor latency, drafting replays (about 6 h on 2 cores)
 	mkdir -p docs/bench
 	$(BIN)/codeswift bench --suite steps --json docs/bench/steps.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(CPU_PEERS) --plot docs/bench/cpu-click.png --json docs/bench/cpu-click.json
@@ -74,6 +74,11 @@ bench: setup llama  ## README's performance section: backends and llama.cpp, pee
 	$(BENCH) --suite repo:click --limit 20 --no-memory --dtype float32 --methods codeswift --json docs/bench/click-float32.json
 	$(BIN)/codeswift bench --suite edit:click --limit 40 --json docs/bench/edit-click.json
 	$(BIN)/codeswift bench --suite edit:jinja2 --limit 30 --json docs/bench/edit-jinja2.json
+	for suite in click requests jinja2 rich; do \
+		$(BENCH) --suite replay:repo:$$suite --limit 20 --plot docs/bench/replay-$$suite.png --json docs/bench/replay-$$suite.json; \
+	done
+	$(BENCH) --suite replay:humaneval --limit 40 --plot docs/bench/replay-humaneval.png --json docs/bench/replay-humaneval.json
+	$(BIN)/codeswift bench --suite edit:click --limit 40 --methods codeswift-no-memory --json docs/bench/edit-click-no-memory.json
 
 clean:  ## remove the virtual environment and caches (not the model cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

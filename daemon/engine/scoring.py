@@ -40,7 +40,7 @@ def cell_of(trie: Trie, node: int) -> tuple[object, ...]:
     shares = trie.by_source[node]
     source = max(shares, key=lambda s: shares[s])
     parent = trie.parents[node]
-    above = trie.weights[parent] if parent >= 0 else sum(trie.weights[n] for n in trie.children[0])
+    above = trie.weights[parent] if parent >= 0 else trie.root_weight
     share = trie.weights[node] / above if above > 0 else 0.0
     share_bin = next(i for i, edge in enumerate(_SHARE_BINS) if share >= edge)
     depth = trie.depths[node]

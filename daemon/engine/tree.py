@@ -64,10 +64,12 @@ EMPTY_TREE = DraftTree(tokens=(), parents=(), depths=(), children=({},))
 class Trie:
     """Candidates merged token by token: node ids in insertion order, parents before children.
 
-    Per node: token, parent (-1 under the root), depth, summed weight, the weight each source
-    put on it, and the longest match behind it."""
+    Per node: token, parent (-1 under the root), depth, summed weight and, with `evidence`, the
+    weight each source put on it and the longest match behind it."""
 
-    def __init__(self, candidates: Iterable[Candidate], max_depth: int) -> None:
+    def __init__(
+        self, candidates: Iterable[Candidate], max_depth: int, evidence: bool = True
+    ) -> None:
         ids: dict[tuple[int, int], int] = {}
         self.tokens: list[int] = []
         self.parents: list[int] = []
@@ -76,16 +78,20 @@ class Trie:
         self.by_source: list[dict[str, float]] = []
         self.matches: list[int] = []
         self.children: list[list[int]] = [[]]  # slot 0 = root, slot n + 1 = node n
+        self.root_weight = 0.0  # the weight of every candidate that proposed a token
         for candidate in candidates:
+            if candidate.tokens[:max_depth]:
+                self.root_weight += candidate.weight
             parent = -1
             for depth, token in enumerate(candidate.tokens[:max_depth], start=1):
                 node = ids.get((parent, token))
                 if node is None:
                     node = ids[(parent, token)] = self._add(token, parent, depth)
                 self.weights[node] += candidate.weight
-                shares = self.by_source[node]
-                shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
-                self.matches[node] = max(self.matches[node], candidate.match)
+                if evidence:  # what scored trees read; plain weight ranking needs none of it
+                    shares = self.by_source[node]
+                    shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
+                    self.matches[node] = max(self.matches[node], candidate.match)
                 parent = node
 
     def __len__(self) -> int:
@@ -137,7 +143,7 @@ def build_tree(candidates: Iterable[Candidate], budget: int, max_depth: int) -> 
     """
     if budget <= 0 or max_depth <= 0:
         return EMPTY_TREE
-    trie = Trie(candidates, max_depth)
+    trie = Trie(candidates, max_depth, evidence=False)
     if not len(trie):
         return EMPTY_TREE
     weights, depths = trie.weights, trie.depths
