@@ -8,9 +8,10 @@ several sources agree, and its depth. Sparse cells back off to coarser ones (wit
 then source and match, then source alone, then everything), so a new cell starts from what
 its neighbours taught.
 
-The tree then grows best first by path probability (the product of estimates from the root),
-and keeps the prefix of that order that maximises expected tokens per second on the running
-backend's cost curve: (1 + sum of kept path probabilities) / cost(kept + 1). Deeper, wider or
+The tree then grows best first by path probability (the product of estimates from the root,
+each raised by an exploration bonus that fades with the cell's evidence), and keeps the prefix
+of that order that maximises expected tokens per second on the running backend's cost curve:
+(1 + sum of kept calibrated path probabilities) / cost(kept + 1). Deeper, wider or
 weaker drafts are verified only where they pay for their rows (the idea of SuffixDecoding's
 expected-accepted-tokens score, arXiv 2411.04975, with our measured cost curve).
 """
@@ -32,7 +33,8 @@ _MATCH_BINS = (16, 10, 6, 4, 3, 2, 1, 0)  # matched context tokens, lower edges,
 _PRIOR = 0.5  # before any evidence: optimistic, so that a new source gets tried
 _PRIOR_STRENGTH = 4.0  # pseudo-observations a coarser level lends a finer one
 _RELIABILITY_BINS = 10
-_EXPLORE = 0.25  # optimism for a cell with no evidence of its own; /sqrt(1 + its evidence)
+_EXPLORE = 0.15  # optimism for a cell with no evidence of its own; /sqrt(1 + its evidence)
+_EXPLORE_NODES = 2  # at most this many nodes verified on optimism alone
 
 
 def cell_of(trie: Trie, node: int) -> tuple[object, ...]:
@@ -160,24 +162,28 @@ class ScoredTrees:
         calibration = self.calibration
         cells: dict[int, tuple[object, ...]] = {}
         conditional: dict[int, float] = {}
+        expected: dict[int, float] = {-1: 1.0}  # calibrated path probability, root = 1
 
         def push(heap: list[tuple[float, int]], parent_path: float, node: int) -> None:
             cells[node] = cell = cell_of(trie, node)
             conditional[node] = calibration.estimate(cell)
+            expected[node] = expected[trie.parents[node]] * conditional[node]
             heapq.heappush(heap, (-parent_path * calibration.optimistic(cell), node))
 
         heap: list[tuple[float, int]] = []
         for node in trie.children[0]:
             push(heap, 1.0, node)
         order: list[int] = []
-        paths: list[float] = []
+        hopes: list[float] = []  # optimistic path probabilities, in the order grown
         while heap and len(order) < self.cap:
             negative, node = heapq.heappop(heap)
             order.append(node)
-            paths.append(-negative)
+            hopes.append(-negative)
             for child in trie.children[node + 1]:
                 push(heap, -negative, child)
-        kept = self._pays(paths)
+        # the size is chosen on the calibrated estimates; the optimism only orders the growth
+        # and, where it alone would pay, keeps a node or two so sparse cells keep learning
+        kept = max(self._pays([expected[n] for n in order]), min(_EXPLORE_NODES, self._pays(hopes)))
         chosen = order[:kept]
         return trie.tree(chosen, [cells[n] for n in chosen], [conditional[n] for n in chosen])
 
