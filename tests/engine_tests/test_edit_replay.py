@@ -136,9 +136,18 @@ def test_report_counts_and_speedups_and_table(tmp_path: Path) -> None:
     ]
     env = {"model": "m", "device": "cpu", "dtype": "float32", "threads": 2}
     report = _report(
-        Settings(debounce_ms=0), plans, samples, dist="pkg", env=env, prompt_tokens=1000, reused=900
+        Settings(debounce_ms=0),
+        plans,
+        samples,
+        dist="pkg",
+        env=env,
+        prompt_tokens=1000,
+        reused=900,
+        method="codeswift",
+        tokens_per_forward=2.5,
     )
     assert report["suite"] == "edit:pkg"
+    assert report["method"] == "codeswift" and report["tokens_per_forward"] == 2.5
     assert (report["requests"], report["typed_ahead_hits"], report["model_calls"]) == (4, 2, 2)
     assert report["reused_share"] == 0.9
     assert report["exact"] == {"compared": 2, "identical": 1, "mismatched": ["mod0.py:7"]}
