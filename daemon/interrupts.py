@@ -39,6 +39,7 @@ _GRACE_S = 1.5
 _BACKSTOP_S = 2.0
 _received: list[int] = []  # signal numbers, in order
 _armed = threading.Event()
+_arming = threading.Lock()
 _wakeups_watched = threading.Event()
 
 
@@ -120,9 +121,10 @@ def _watch_wakeups(grace_s: float) -> None:
 
 
 def _arm_deadline(grace_s: float, code: int) -> None:
-    if _armed.is_set():
-        return
-    _armed.set()
+    with _arming:  # the main thread's handler and the wakeup watcher may both get here
+        if _armed.is_set():
+            return
+        _armed.set()
 
     # no flush first: the stream's lock may be what the stuck thread holds
     timer = threading.Timer(grace_s, os._exit, args=(code,))

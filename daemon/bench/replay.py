@@ -20,6 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from daemon.bench.speed import BenchOptions, suite_tasks
+from daemon.engine.tree import EMPTY_TREE
 from daemon.errors import UsageError
 
 __all__ = ["format_replay_table", "run_replay_bench"]
@@ -92,25 +93,17 @@ def _replay(
     done, sizes = 1, []
     while done < len(truth):
         depth = min(plan.max_depth, len(truth) - done - 1)
-        tree = policy.build(drafter.propose(context, depth), depth) if depth > 0 else None
-        path: list[int] = []
-        if tree is not None:
-            slot = 0
-            while done + len(path) < len(truth) - 1:
-                node = tree.children[slot].get(truth[done + len(path)])
-                if node is None:
-                    break
-                path.append(node)
-                slot = node + 1
+        tree = policy.build(drafter.propose(context, depth), depth) if depth > 0 else EMPTY_TREE
+        # on a path that matches the truth so far, the model's argmax is the truth's next token
+        path = tree.walk([truth[done], *(truth[done + d] for d in tree.depths)])
         step = list(truth[done : done + len(path) + 1])  # accepted drafts and the bonus
-        verified = [context[-1], *(tree.tokens if tree is not None else ())]
+        verified = [context[-1], *tree.tokens]
         predicted = [-1] * len(verified)  # unknown off the path (module docstring)
         for k, slot in enumerate([0, *(node + 1 for node in path)]):
             predicted[slot] = truth[done + k]
         drafter.observe(step, verified, predicted)
-        if tree is not None:
-            policy.record(tree, path)
-        sizes.append(tree.size if tree is not None else 0)
+        policy.record(tree, path)
+        sizes.append(tree.size)
         context.extend(step)
         done += len(step)
     drafter.finish(list(truth))

@@ -173,13 +173,8 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     panels = 3 if calibrated else 2
     figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8))
     speed, accepted = axes[0], axes[1]
-    bars = speed.bar(names, [methods[m]["speedup"] for m in names], color="#4c72b0")
-    speed.bar_label(bars, fmt="%.2fx", fontsize=8)
+    _method_bars(speed, methods, "speedup", "%.2fx", "speedup over ar (tokens/s, prefill included)")
     speed.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    speed.set_ylabel("speedup over ar (tokens/s, prefill included)")
-    speed.tick_params(axis="x", labelrotation=60, labelsize=8)
-    for label in speed.get_xticklabels():
-        label.set_horizontalalignment("right")
     for name in names:
         histogram = {int(k): v for k, v in methods[name]["accepted_histogram"].items()}
         total = sum(histogram.values())
@@ -193,6 +188,13 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     accepted.legend(fontsize=7)
     if calibrated:
         _reliability_panel(axes[2], methods, calibrated)
+    _finish(figure, report, path)
+
+
+def _finish(figure: Any, report: dict[str, Any], path: Path) -> None:
+    """Title the figure with the suite and the machine, write it, free it."""
+    import matplotlib.pyplot as plt
+
     env = report["env"]
     figure.suptitle(
         f"{report['suite']}, {report['prompts']} prompts x {report['max_new_tokens']} tokens: "
@@ -203,6 +205,17 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _method_bars(axis: Any, methods: dict[str, Any], key: str, fmt: str, label: str) -> None:
+    """One bar per method, labelled with its value, names slanted to fit."""
+    names = list(methods)
+    bars = axis.bar(names, [methods[m][key] for m in names], color="#4c72b0")
+    axis.bar_label(bars, fmt=fmt, fontsize=8)
+    axis.set_ylabel(label)
+    axis.tick_params(axis="x", labelrotation=60, labelsize=8)
+    for tick in axis.get_xticklabels():
+        tick.set_horizontalalignment("right")
 
 
 def _reliability_panel(axis: Any, methods: dict[str, Any], calibrated: list[str]) -> None:
@@ -221,22 +234,10 @@ def _reliability_panel(axis: Any, methods: dict[str, Any], calibrated: list[str]
 def _write_replay_plot(report: dict[str, Any], calibrated: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    methods = report["methods"]
-    names = list(methods)
     figure, (bars_axis, reliability) = plt.subplots(1, 2, figsize=(13, 4.8))
-    bars = bars_axis.bar(names, [methods[m]["tokens_per_forward"] for m in names])
-    bars_axis.bar_label(bars, fmt="%.2f", fontsize=8)
-    bars_axis.set_ylabel("tokens per forward (replayed on ar's output)")
-    bars_axis.tick_params(axis="x", labelrotation=60, labelsize=8)
-    for label in bars_axis.get_xticklabels():
-        label.set_horizontalalignment("right")
-    _reliability_panel(reliability, methods, calibrated)
-    env = report["env"]
-    figure.suptitle(
-        f"{report['suite']}, {report['prompts']} prompts x {report['max_new_tokens']} tokens: "
-        f"{env['model']} {env['dtype']} ({env['cpu']}, {env['threads']} threads)",
-        fontsize=9,
-    )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _method_bars(
+        bars_axis, report["methods"], "tokens_per_forward", "%.2f",
+        "tokens per forward (replayed on ar's output)",
+    )  # fmt: skip
+    _reliability_panel(reliability, report["methods"], calibrated)
+    _finish(figure, report, path)
