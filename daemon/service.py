@@ -248,7 +248,7 @@ class Service:
 
     def complete(self, request: CompletionRequest, cancel: threading.Event) -> Future[Generated]:
         self._warm_cancel.set()  # a real request goes first: warming stops within a chunk
-        return self._worker.submit(self._generate, request, cancel)
+        return self._worker.submit(self._generate, request, cancel, time.perf_counter())
 
     def warm(self, request: CompletionRequest) -> None:
         self._warm_cancel.set()  # only the latest cursor is worth warming
@@ -271,7 +271,9 @@ class Service:
             self.warmed_rows += rows
             self._warmed.add(document)
 
-    def _generate(self, request: CompletionRequest, cancel: threading.Event) -> Generated:
+    def _generate(
+        self, request: CompletionRequest, cancel: threading.Event, queued: float
+    ) -> Generated:
         engine = self.engine
         if engine is None or cancel.is_set():
             reason = "unavailable" if engine is None else "cancelled"
@@ -316,6 +318,9 @@ class Service:
             seconds=time.perf_counter() - started,
             reused_tokens=reuse.reused,
             stop_reason="timeout" if timed_out and not cancel.is_set() else decoded.stop_reason,
+            waited_s=started - queued,
+            prefill_s=decoded.prefill_s,
+            prefilled=len(prompt) - reuse.reused,
         )
 
     def neighbours_for(self, request: CompletionRequest) -> list[Chunk]:

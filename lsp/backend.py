@@ -42,6 +42,11 @@ class Generated:
     seconds: float
     reused_tokens: int  # prompt tokens whose KV rows came from the previous request
     stop_reason: str
+    # where `seconds` went, for the latency report: queued behind other model work, running
+    # the prompt's new rows (`prefilled` of them), the rest decoding
+    waited_s: float = 0.0
+    prefill_s: float = 0.0
+    prefilled: int = 0
 
 
 class Backend(Protocol):

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from lsp.backend import Backend
+from lsp.backend import Backend, Generated
 from lsp.completions import Completer, Cursor
 from lsp.settings import Settings, parse_settings
 from lsp.typeahead import Offer
@@ -341,10 +341,27 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
             "warmups": ls.completer.warmups,
             "predictions": ls.completer.predictions,
             "latencyP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
+            "lastGeneration": _breakdown(ls.completer.generated[-1])
+            if ls.completer.generated
+            else None,
             "backend": ls.backend.stats(),
         }
 
     return server
+
+
+def _breakdown(generated: Generated) -> dict[str, Any]:
+    """Where one generation's time went, in ms (the latency bench reads it)."""
+    seconds = generated.seconds
+    return {
+        "waitedMs": round(generated.waited_s * 1000, 1),
+        "prefillMs": round(generated.prefill_s * 1000, 1),
+        "prefilledRows": generated.prefilled,
+        "decodeMs": round((seconds - generated.prefill_s) * 1000, 1),
+        "tokens": generated.tokens,
+        "forwards": generated.forwards,
+        "stopReason": generated.stop_reason,
+    }
 
 
 def _cursor_params(params: Any) -> tuple[str, types.Position] | None:

@@ -101,9 +101,10 @@ async def _bench(
             "cancel": [],
             "unrelated": [],
         }
+        breakdowns: list[dict[str, Any]] = []  # the server's account of each single line
         for number in range(samples):
             path = files[rng.randrange(len(files))]
-            await _replay_line(client, path, number, rng, results)
+            await _replay_line(client, path, number, rng, results, breakdowns)
         stats = await client.workspace_execute_command_async(
             types.ExecuteCommandParams("codeswift.stats")
         )
@@ -125,6 +126,7 @@ async def _bench(
             "warm_hits": json_field(backend, "warmHits"),
             "early_answers": json_field(stats, "earlyAnswers"),
             "single_line_ms": latency_summary(results["single"]),
+            "single_line_parts": _parts(breakdowns),
             "typed_ahead_ms": latency_summary(results["typed"]),
             "block_64_ms": latency_summary(results["block"]),
             "after_taking_an_offer_ms": latency_summary(results["after_taking"]),
@@ -145,6 +147,7 @@ async def _replay_line(
     number: int,
     rng: random.Random,
     results: dict[str, list[float]],
+    breakdowns: list[dict[str, Any]],
 ) -> None:
     """Write one real line of `path` key by key, asking for a completion after each key, as
     an editor does; then start the next line (a block request), then cancel a long one."""
@@ -170,6 +173,8 @@ async def _replay_line(
         document.type(target[:column])
         elapsed, shown = await document.ask()
         results["typed" if expected_hit else "single"].append(elapsed)
+        if not expected_hit:
+            breakdowns.append(await _last_generation(client))
     document.type(target)
     document.new_line(" " * indent)
     _change_config(client, {"maxNewTokens": 64})
@@ -262,6 +267,24 @@ async def _timed_text(
     items = result.items if isinstance(result, types.InlineCompletionList) else result or []
     text = items[0].insert_text if items else ""
     return elapsed, text if isinstance(text, str) else text.value
+
+
+async def _last_generation(client: LanguageClient) -> dict[str, Any]:
+    """The server's account of its latest generation: queue wait, prefill, decode."""
+    stats = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("codeswift.stats")
+    )
+    last = json_field(stats, "lastGeneration")
+    fields = ("waitedMs", "prefillMs", "prefilledRows", "decodeMs", "tokens", "forwards")
+    return {name: json_field(last, name) for name in fields} if last is not None else {}
+
+
+def _parts(breakdowns: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """p50 / p95 of each part of the single-line generations."""
+    names = sorted({name for b in breakdowns for name in b})
+    return {
+        name: latency_summary([float(b[name]) for b in breakdowns if name in b]) for name in names
+    }
 
 
 async def _cancel(

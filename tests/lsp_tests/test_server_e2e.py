@@ -230,6 +230,10 @@ def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
             assert stats["warmHits"] == 1 and stats["requests"] == 1
             assert stats["reusedPromptTokens"] >= rows - 1
             assert stats["warmedRows"] == rows
+            # the server's account of that generation: only the last prompt row was run again
+            last = (await session.command("codeswift.stats"))["lastGeneration"]
+            assert last["prefilledRows"] == 1 and last["tokens"] > 0
+            assert last["prefillMs"] >= 0 and last["decodeMs"] > 0
 
             cold = session.open(tmp_path / "cold.py", head)
             assert await session.inline(cold, line, column) == [warm_text]
