@@ -398,17 +398,27 @@ def fim_prompt(
     engine: Engine, prefix: str, suffix: str, settings: Settings
 ) -> tuple[list[int], list[int]]:
     """Prompt ids (prefix-suffix-middle when the tokenizer has the markers) and the extra ids
-    that end a completion."""
+    that end a completion.
+
+    The line being typed goes after the middle marker, as if the model had written it (the
+    layout llama.vim asks llama.cpp's infill for): the prefix ends at the line's start and the
+    suffix follows it, so a key changes only the prompt's last few tokens and the suffix's KV
+    rows stay reusable. With the line in the prefix, every key re-ran the whole suffix."""
     tokenizer = engine.lm.tokenizer
     markers = _marker_ids(tokenizer)
-    head = _stable_tail(prefix, settings.prefix_tokens * _CHARS_PER_TOKEN)
-    prefix_ids = tokenizer(head, add_special_tokens=False)["input_ids"][-settings.prefix_tokens :]
     if not all(marker in markers for marker in _FIM):
-        return prefix_ids or [*tokenizer("\n")["input_ids"]], []
+        head = _stable_tail(prefix, settings.prefix_tokens * _CHARS_PER_TOKEN)
+        ids = tokenizer(head, add_special_tokens=False)["input_ids"][-settings.prefix_tokens :]
+        return ids or [*tokenizer("\n")["input_ids"]], []
+    line_start = prefix.rfind("\n") + 1
+    head = _stable_tail(prefix[:line_start], settings.prefix_tokens * _CHARS_PER_TOKEN)
+    head_ids = tokenizer(head, add_special_tokens=False)["input_ids"][-settings.prefix_tokens :]
+    line = prefix[line_start:][-settings.prefix_tokens * _CHARS_PER_TOKEN :]  # minified code
+    line_ids = tokenizer(line, add_special_tokens=False)["input_ids"][-settings.prefix_tokens :]
     tail = suffix[: settings.suffix_tokens * _CHARS_PER_TOKEN]
     suffix_ids = tokenizer(tail, add_special_tokens=False)["input_ids"][: settings.suffix_tokens]
     begin, hole, middle = (markers[marker] for marker in _FIM)
-    return [begin, *prefix_ids, hole, *suffix_ids, middle], list(markers.values())
+    return [begin, *head_ids, hole, *suffix_ids, middle, *line_ids], list(markers.values())
 
 
 @functools.lru_cache(maxsize=4)

@@ -120,8 +120,9 @@ def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) ->
         reused = engine.complete(prompt, CODESWIFT, stop, reuse=reuse)
         fresh = engine.complete(prompt, AR, stop)
         assert reused.decoded.tokens == fresh.decoded.tokens, typed
-    # typing kept the prompt's start: only the changed tail and the suffix were prefilled
-    assert reuse.reused > len(prompt) // 2
+    # the typed line follows the middle marker: a key prefilled only the line's last tokens,
+    # the prefix and the suffix before it were reused
+    assert len(prompt) - reuse.reused <= 3
 
 
 @pytest.mark.parametrize("backend", ["native", "native-w8a8"])
