@@ -27,6 +27,7 @@ class Reindex:
 class Buffer:
     path: Path
     text: str  # an open document's unsaved text
+    edit: bool = False  # a keystroke's change: indexed once typing pauses (see workspace.py)
 
 
 @dataclass(frozen=True, slots=True)

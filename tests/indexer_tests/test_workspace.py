@@ -481,6 +481,24 @@ def test_open_buffer_wins_over_disk(ws: Harness, root: Path) -> None:
     assert ws.indexer.stats()["open_buffers"] == 0
 
 
+def test_typing_is_indexed_once_it_pauses(ws: Harness, root: Path) -> None:
+    """A burst of keystrokes becomes one re-index of the latest text, after the pause: the
+    model generates a completion after every key, and must not share the CPU with the index."""
+    sink = ws.add(root)
+    path = write(root / "typing.py", "def start():\n    pass\n")
+    assert eventually(lambda: settled_on_disk(sink, path, "typing.py"), WAIT_S)
+    ws.indexer.open_buffer(path, "def start():\n    pass\n")
+    assert ws.indexer.wait_idle(WAIT_S)
+    puts = sink.puts
+    line = "    return compute(value)"
+    for end in range(1, len(line) + 1):
+        ws.indexer.change_buffer(path, f"def start():\n{line[:end]}\n")
+    assert not ws.indexer.idle()  # the edits wait for the pause
+    assert ws.indexer.wait_idle(WAIT_S)
+    assert indexed(sink, "typing.py", f"def start():\n{line}\n")
+    assert sink.puts == puts + 1
+
+
 def test_unsaved_new_buffer_is_dropped_on_close(ws: Harness, root: Path) -> None:
     sink = ws.add(root)
     path = root / "untitled.py"
