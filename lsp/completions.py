@@ -135,14 +135,16 @@ class Completer:
         running = self._running.get(cursor.uri)
         if running is not None and _extends(running, cursor, key):
             for whole in (False, True):  # its first line may not reach this far: then all
+                if _diverged(running, cursor):
+                    break
                 await running.wait(whole)
                 if self._latest.get(cursor.uri) != sequence:
                     raise asyncio.CancelledError  # superseded while waiting: never queue behind
                 offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
                 if offer is not None:
                     return self._offered(offer, started)
-        elif running is not None:
-            running.cancel.set()
+        if running is not None and not running.future.done():
+            running.cancel.set()  # for another place, or it cannot write what was typed
         self._cancel_unawaited(cursor.uri)
 
         generation = self._start(cursor, context, multiline, key, settings)
@@ -370,6 +372,16 @@ def _first_line_end(text: str) -> int | None:
     start = len(text) - len(text.lstrip())  # the first character that is not blank
     line_break = text.find("\n", start) if start < len(text) else -1
     return None if line_break == -1 else line_break
+
+
+def _diverged(running: _Generation, cursor: Cursor) -> bool:
+    """What was typed since `running` started disagrees with the first line it answered with.
+    Greedy decoding writes that line first, whatever comes after, so the rest of the block
+    cannot hold this cursor's completion: waiting for it (hundreds of ms) would be waste."""
+    if running.offer is None:
+        return False
+    typed, line = cursor.prefix[len(running.prefix) :], running.offer.text
+    return len(typed) <= len(line) and not line.startswith(typed)
 
 
 def _extends(running: _Generation, cursor: Cursor, key: object) -> bool:

@@ -127,6 +127,7 @@ async def _bench(
             "early_answers": json_field(stats, "earlyAnswers"),
             "single_line_ms": latency_summary(results["single"]),
             "single_line_parts": _parts(breakdowns),
+            "single_line_samples": breakdowns,  # each request's latency beside its parts
             "typed_ahead_ms": latency_summary(results["typed"]),
             "block_64_ms": latency_summary(results["block"]),
             "after_taking_an_offer_ms": latency_summary(results["after_taking"]),
@@ -174,7 +175,7 @@ async def _replay_line(
         elapsed, shown = await document.ask()
         results["typed" if expected_hit else "single"].append(elapsed)
         if not expected_hit:
-            breakdowns.append(await _last_generation(client))
+            breakdowns.append({"ms": round(elapsed, 1), **await _last_generation(client)})
     document.type(target)
     document.new_line(" " * indent)
     _change_config(client, {"maxNewTokens": 64})
@@ -281,7 +282,7 @@ async def _last_generation(client: LanguageClient) -> dict[str, Any]:
 
 def _parts(breakdowns: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """p50 / p95 of each part of the single-line generations."""
-    names = sorted({name for b in breakdowns for name in b})
+    names = sorted({name for b in breakdowns for name in b} - {"ms"})
     return {
         name: latency_summary([float(b[name]) for b in breakdowns if name in b]) for name in names
     }

@@ -118,6 +118,23 @@ def test_typing_past_the_first_line_waits_for_the_whole_block() -> None:
     asyncio.run(scenario())
 
 
+def test_typing_against_the_first_line_does_not_wait_for_the_block() -> None:
+    """A key that disagrees with the early first line: the rest of that block cannot answer
+    it, so the request starts its own generation at once instead of waiting for the block."""
+
+    async def scenario() -> None:
+        backend = ScriptedBackend(BLOCK, delay=0.1)
+        pipeline = completer(backend)
+        offer = await pipeline.complete(cursor(PREFIX), lambda: True)
+        assert offer is not None and offer.text == "total = a + 1"
+        assert pipeline._running  # the rest of the block is being generated
+        typed = await pipeline.complete(cursor(PREFIX + "x"), lambda: True)
+        assert typed is not None and len(backend.requests) == 2
+        assert backend.cancelled[0]  # the block was stopped, not waited for to its end
+
+    asyncio.run(scenario())
+
+
 def test_single_lines_are_not_answered_early() -> None:
     async def scenario() -> None:
         backend = ScriptedBackend("a + 1\nprint(x)\n")
