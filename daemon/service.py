@@ -15,10 +15,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from indexer.workspace import WorkspaceIndexer
 from lsp.backend import CompletionRequest, Generated, StatusSink
 from lsp.settings import Settings
 
-__all__ = ["Service", "request_prompt"]
+__all__ = ["RequestPrompt", "Service", "request_prompt"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ _FIM_ENDS = ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", *_FIM)
 # 3 per token stays under the token budget, and the token-level cut (which would shift the
 # whole prompt on every key and defeat KV reuse) is only a fallback.
 _CHARS_PER_TOKEN = 3
+_WORD_END = re.compile(r"\w+\Z")  # the word the cursor is in or just after
 
 
 class Service:
@@ -260,7 +263,7 @@ class Service:
         if engine is None or cancel.is_set():
             return
         try:
-            prompt, _, _ = request_prompt(engine, request, self.neighbours_for(request))
+            prompt = request_prompt(engine, request, self.neighbours_for(request)).ids
             document = _document_key(request)
             rows = engine.warm(prompt, self.reuse.get(document), cancel.is_set)
         except Exception:  # a warm-up is a nicety: never let it take the worker down
@@ -280,7 +283,8 @@ class Service:
             return Generated("", 0, 0, 0.0, 0, reason)
         started = time.perf_counter()
         settings = request.settings
-        prompt, end_ids, typed = request_prompt(engine, request, self.neighbours_for(request))
+        asked = request_prompt(engine, request, self.neighbours_for(request))
+        prompt, typed = asked.ids, asked.typed
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
         deadline = time.monotonic() + settings.timeout_ms / 1000
@@ -294,13 +298,14 @@ class Service:
         self._status("busy", {})
         stop = Stop(
             settings.max_new_tokens,
-            end_ids=frozenset(end_ids),
+            end_ids=frozenset(asked.end_ids),
             shape_decided=lambda raw: request.stop(typed(raw)),
         )
         document = _document_key(request)
         reuse = self.reuse.get(document)
+        plan = self.plan_for(settings)
         try:
-            completion = engine.complete(prompt, self.plan_for(settings), stop, should_stop, reuse)
+            completion = engine.complete(prompt, plan, stop, should_stop, reuse, asked.lead)
         finally:
             self._settle()
         self.reuse.trim()
@@ -339,19 +344,35 @@ def plan_of(settings: Settings) -> DecodePlan:
     return PLANS[settings.method]
 
 
+@dataclass(frozen=True)
+class RequestPrompt:
+    ids: list[int]
+    end_ids: list[int]  # extra tokens that end a completion
+    typed: Callable[[str], str]  # the model's raw text -> the completion's text
+    lead: str  # what the raw text must start with (Engine.complete's `lead`)
+
+
 def request_prompt(
     engine: Engine, request: CompletionRequest, neighbours: Sequence[Chunk] = ()
-) -> tuple[list[int], list[int], Callable[[str], str]]:
-    """What the model is given for `request` (with code from `neighbours`, other files, as
-    far as the `contextTokens` budget goes): the prompt ids, the extra ids that end a
-    completion, and the map from the model's raw text to the completion's text."""
-    # Blanks before the cursor stay out of the prompt: alone they tokenize unlike the
-    # indentation-plus-word tokens the model writes, and it would indent twice. The model
-    # writes them itself; they are taken off the front of what it writes.
-    blanks = request.prefix[len(request.prefix.rstrip(" \t")) :]
-    prefix = request.prefix[: len(request.prefix) - len(blanks)]
+) -> RequestPrompt:
+    """What the model is given for `request`, with code from `neighbours` (other files) as
+    far as the `contextTokens` budget goes."""
+    # A word being typed stays out of the prompt: cut inside a word, the prompt would end on a
+    # token boundary the model never saw there and it would take the word as finished. The
+    # model writes the word itself, held to what was typed (a lead: engine/lead.py).
+    # Blanks before the cursor stay out too: alone they tokenize unlike the indentation-plus-
+    # word tokens the model writes, and it would indent twice. Both are taken off the front of
+    # what the model writes.
+    word = _WORD_END.search(request.prefix)
+    partial = word.group() if word else ""
+    before = request.prefix[: len(request.prefix) - len(partial)]
+    blanks = before[len(before.rstrip(" \t")) :]
+    prefix = before[: len(before) - len(blanks)]
+    lead = blanks + partial if partial else ""
 
     def typed(raw: str) -> str:
+        if lead:
+            return raw[len(lead) :] if raw.startswith(lead) else ""
         if raw.startswith(blanks):
             return raw[len(blanks) :]
         return raw.lstrip(" \t")
@@ -359,7 +380,7 @@ def request_prompt(
     prompt, end_ids = fim_prompt(engine, prefix, request.suffix, request.settings)
     if neighbours and prompt[0] == _marker_ids(engine.lm.tokenizer).get(_FIM[0]):
         prompt = _with_neighbours(engine, request, neighbours) + prompt
-    return prompt, end_ids, typed
+    return RequestPrompt(prompt, end_ids, typed, lead)
 
 
 def _with_neighbours(

@@ -342,14 +342,14 @@ def _cold(service: Any, request: CompletionRequest) -> tuple[float, str]:
 
     engine = service.engine
     started = time.perf_counter()
-    prompt, end_ids, typed = request_prompt(engine, request, service.neighbours_for(request))
+    asked = request_prompt(engine, request, service.neighbours_for(request))
     stop = Stop(
         request.settings.max_new_tokens,
-        end_ids=frozenset(end_ids),
-        shape_decided=lambda raw: request.stop(typed(raw)),
+        end_ids=frozenset(asked.end_ids),
+        shape_decided=lambda raw: request.stop(asked.typed(raw)),
     )
-    done = engine.complete(prompt, AR, stop)
-    return (time.perf_counter() - started) * 1000, typed(done.text)
+    done = engine.complete(asked.ids, AR, stop, lead=asked.lead)
+    return (time.perf_counter() - started) * 1000, asked.typed(done.text)
 
 
 def _report(

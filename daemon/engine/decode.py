@@ -22,6 +22,7 @@ from typing import Any
 from daemon.engine.budget import BudgetPolicy
 from daemon.engine.drafters import Drafter
 from daemon.engine.forward import ForwardPort
+from daemon.engine.lead import LeadIn
 from daemon.engine.plan import MAX_DEPTH
 from daemon.engine.stops import StopRule
 from daemon.engine.tree import EMPTY_TREE, DraftTree, ancestor_matrix
@@ -76,11 +77,13 @@ def generate(
     max_depth: int = MAX_DEPTH,
     should_cancel: Callable[[], bool] | None = None,
     reuse: PrefixCache | None = None,
+    lead: LeadIn | None = None,
 ) -> DecodeResult:
     """Greedy continuation of `prompt`; speculative when a drafter and a budget are given.
 
     `budget` sizes each step's tree; `max_depth` caps its depth (and every candidate's length);
-    `reuse` carries KV rows from one call to the next (see PrefixCache).
+    `reuse` carries KV rows from one call to the next (see PrefixCache); `lead` restricts the
+    first tokens, which are then decoded one row at a time (see lead.py).
     """
     if not prompt:
         raise ValueError("the prompt is empty")
@@ -90,7 +93,7 @@ def generate(
     cache, start = _reusable(model, reuse, context)
     try:
         result = _decode(
-            model, context, cache, start, stop, drafter, budget, max_depth, should_cancel
+            model, context, cache, start, stop, drafter, budget, max_depth, should_cancel, lead
         )
     except BaseException:
         if reuse is not None:
@@ -165,14 +168,23 @@ def _decode(
     budget: BudgetPolicy | None,
     max_depth: int,
     should_cancel: Callable[[], bool] | None,
+    lead: LeadIn | None,
 ) -> DecodeResult:
     """Prefill context[start:] after the cached rows, then the loop of the module docstring.
     `context` ends as the tokens whose rows the cache holds."""
     started = time.perf_counter()
-    root = model.prefill(cache, context[start:])
-    prefill_s = time.perf_counter() - started
+    root = model.prefill(cache, context[start:], lead.allowed([]) if lead is not None else None)
     generated = [root]
     reason = stop.check(generated, 1)
+    # the lead-in: one row at a time, each token the best of those agreeing with the lead
+    lead_steps = 0
+    while reason is None and lead is not None and (allowed := lead.allowed(generated)):
+        context.append(root)
+        root = model.prefill(cache, [root], allowed)
+        generated.append(root)
+        lead_steps += 1
+        reason = stop.check(generated, 1)
+    prefill_s = time.perf_counter() - started
     if drafter is not None:
         drafter.begin(context)
     accepted_per_step: list[int] = []
@@ -206,7 +218,7 @@ def _decode(
         stop_reason=reason,
         prefill_s=prefill_s,
         seconds=time.perf_counter() - started,
-        forwards=len(accepted_per_step) + 1,
+        forwards=len(accepted_per_step) + 1 + lead_steps,
         accepted=accepted_per_step,
     )
 

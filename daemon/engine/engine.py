@@ -15,6 +15,7 @@ from daemon.engine.budget import AdaptiveBudget, BudgetPolicy, CostCurve, FixedB
 from daemon.engine.datastore import SuffixIndex
 from daemon.engine.decode import DecodeResult, PrefixCache, generate, warm
 from daemon.engine.forward import ForwardPort
+from daemon.engine.lead import Lead, TokenTexts
 from daemon.engine.models import LoadedModel
 from daemon.engine.plan import DecodePlan
 from daemon.engine.retrieval import DraftSources, DraftStats, PlanMemory, RetrievalDrafter
@@ -64,6 +65,8 @@ class Engine:
         self._layers: tuple[SuffixIndex, ...] = ()
         self._curve: CostCurve | None = None
         self._whitespace: frozenset[int] | None = None
+        self._vocabulary_texts: list[str] | None = None
+        self._lead_index: TokenTexts | None = None
 
     def complete(
         self,
@@ -72,9 +75,11 @@ class Engine:
         stop: Stop,
         should_cancel: Callable[[], bool] | None = None,
         reuse: PrefixCache | None = None,
+        lead: str = "",
     ) -> Completion:
         """Greedy continuation of `prompt` (which must fit: see `fit_prompt`), drafted as
-        `plan` says; `should_cancel` is asked every step; `reuse` keeps KV rows across calls."""
+        `plan` says; `should_cancel` is asked every step; `reuse` keeps KV rows across calls;
+        the completion starts with `lead` where the vocabulary allows (see lead.py)."""
         rule = StopRule(
             stop.max_new_tokens,
             self.lm.eos_ids | stop.end_ids,
@@ -84,8 +89,9 @@ class Engine:
         )
         drafter = self._drafter(plan) if plan.drafts else None
         budget = self._budget(plan) if drafter is not None else None
+        leading = Lead(lead, self._token_texts(), self.decode) if lead else None
         decoded = generate(
-            self.model, prompt, rule, drafter, budget, plan.max_depth, should_cancel, reuse
+            self.model, prompt, rule, drafter, budget, plan.max_depth, should_cancel, reuse, leading
         )
         stats = drafter.stats if drafter is not None else DraftStats()
         return Completion(plan.name, rule.trim(self.decode(decoded.tokens)), decoded, stats)
@@ -108,10 +114,23 @@ class Engine:
     def whitespace_ids(self) -> frozenset[int]:
         """Tokens that decode to whitespace only (retrieval after them rarely pays)."""
         if self._whitespace is None:
-            vocab = len(self.lm.tokenizer)
-            texts = self.lm.tokenizer.batch_decode([[i] for i in range(vocab)])
+            texts = self._texts()
             self._whitespace = frozenset(i for i, t in enumerate(texts) if t and not t.strip())
         return self._whitespace
+
+    def _texts(self) -> list[str]:
+        """Each token's own text (the whole vocabulary: decoded once, ~1 s)."""
+        if self._vocabulary_texts is None:
+            vocab = len(self.lm.tokenizer)
+            self._vocabulary_texts = self.lm.tokenizer.batch_decode([[i] for i in range(vocab)])
+        return self._vocabulary_texts
+
+    def _token_texts(self) -> TokenTexts:
+        if self._lead_index is None:
+            special = set(self.lm.tokenizer.all_special_ids)
+            texts = self._texts()
+            self._lead_index = TokenTexts(["" if i in special else t for i, t in enumerate(texts)])
+        return self._lead_index
 
     def _drafter(self, plan: DecodePlan) -> RetrievalDrafter:
         project, expressions = self._project_layers(plan)

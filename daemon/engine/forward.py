@@ -27,8 +27,11 @@ class ForwardPort(Protocol):
     def new_cache(self) -> Any:
         """An empty KV cache."""
 
-    def prefill(self, cache: Any, tokens: Sequence[int]) -> int:
-        """Append `tokens` after the cache's rows; the greedy token after the last of them."""
+    def prefill(
+        self, cache: Any, tokens: Sequence[int], allowed: Sequence[int] | None = None
+    ) -> int:
+        """Append `tokens` after the cache's rows; the greedy token after the last of them
+        (among `allowed`, ascending ids, when given: the first maximal logit of those)."""
 
     def verify(
         self, cache: Any, tokens: Sequence[int], depths: Sequence[int], visible: np.ndarray

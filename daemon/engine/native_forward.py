@@ -40,6 +40,7 @@ from daemon.engine.exact_attention import (
 )
 from daemon.engine.linears import Linear, make_linear
 from daemon.engine.models import LoadedModel
+from daemon.engine.torch_forward import greedy_among
 
 __all__ = ["KVBuffer", "NativeForward", "supports_native"]
 
@@ -150,7 +151,9 @@ class NativeForward:
         return KVBuffer(len(self._layers), self.kv_heads, self.head_dim, _FIRST_CAPACITY)
 
     @torch.inference_mode()
-    def prefill(self, cache: KVBuffer, tokens: Sequence[int]) -> int:
+    def prefill(
+        self, cache: KVBuffer, tokens: Sequence[int], allowed: Sequence[int] | None = None
+    ) -> int:
         tokens = list(tokens)
         if not tokens:
             raise ValueError("nothing to prefill")
@@ -160,7 +163,7 @@ class NativeForward:
             positions = torch.arange(start, start + len(chunk))
             layout = causal_layout(start, len(chunk))
             logits = self._forward(cache, chunk, positions, layout, last_only=True)  # (1, V)
-        return int(logits[-1].max(dim=-1).indices)
+        return greedy_among(logits[-1], allowed)
 
     @torch.inference_mode()
     def verify(

@@ -16,7 +16,7 @@ from transformers import DynamicCache
 
 from daemon.engine.models import LoadedModel
 
-__all__ = ["TorchForward", "crop_cache", "tree_attention_mask"]
+__all__ = ["TorchForward", "crop_cache", "greedy_among", "tree_attention_mask"]
 
 
 class TorchForward:
@@ -32,11 +32,13 @@ class TorchForward:
         return DynamicCache()
 
     @torch.inference_mode()
-    def prefill(self, cache: DynamicCache, tokens: Sequence[int]) -> int:
+    def prefill(
+        self, cache: DynamicCache, tokens: Sequence[int], allowed: Sequence[int] | None = None
+    ) -> int:
         start = cache.get_seq_length()
         positions = torch.arange(start, start + len(tokens), device=self.lm.device)
         logits = self._forward(tokens, positions, cache, None, last_only=True)  # (1, V)
-        return int(_greedy(logits[-1]))
+        return greedy_among(logits[-1], allowed)
 
     @torch.inference_mode()
     def verify(
@@ -111,6 +113,14 @@ def tree_attention_mask(
     mask = torch.zeros((size, past_len + size), dtype=dtype)
     mask[:, past_len:].masked_fill_(~torch.from_numpy(visible), torch.finfo(dtype).min)
     return mask.to(device)[None, None]
+
+
+def greedy_among(logits: torch.Tensor, allowed: Sequence[int] | None) -> int:
+    """The first maximal logit of one row (V,), among the `allowed` ids (ascending) if given."""
+    if allowed is None:
+        return int(_greedy(logits))
+    ids = torch.tensor(list(allowed), device=logits.device)
+    return int(ids[_greedy(logits.index_select(0, ids))])
 
 
 def _greedy(logits: torch.Tensor) -> torch.Tensor:

@@ -333,3 +333,42 @@ def test_near_tie_logits_never_change_the_output(weights: str) -> None:
             assert result.tokens == answer, (weights, mode, prompt)
         lookup = generate(native, prompt, StopRule(48, ()), ContextLookupDrafter(), FixedBudget(16))
         assert lookup.tokens == answer, (weights, prompt)
+
+
+class TokenLead:
+    """A lead over token ids: the i-th token must come from `sets[i]`, then anything."""
+
+    def __init__(self, sets: list[set[int]]) -> None:
+        self.sets = sets
+
+    def allowed(self, written: Sequence[int]) -> list[int] | None:
+        return sorted(self.sets[len(written)]) if len(written) < len(self.sets) else None
+
+
+def test_a_lead_holds_the_first_tokens_and_speculation_stays_exact(tiny: ForwardPort) -> None:
+    """The editor's lead (the word being typed): the first tokens are the best of the allowed
+    ones, the rest is plain greedy after them, and speculative decoding gives the same."""
+    for prompt in PROMPTS:
+        free = greedy(tiny, prompt, 32)
+        # sets without greedy's own choices, so the lead really changes the start
+        sets = [{(free[0] + 1) % VOCAB, (free[0] + 7) % VOCAB}, set(range(0, VOCAB, 3)) - {free[1]}]
+        led = generate(tiny, prompt, StopRule(32, ()), lead=TokenLead(sets))
+        assert led.tokens[0] in sets[0] and led.tokens[1] in sets[1], prompt
+        assert led.forwards == len(led.tokens)  # one row per token: no drafts here
+        # the cache after the lead-in holds exactly the lead's rows: greedy goes on from there
+        assert led.tokens[2:] == greedy(tiny, prompt + led.tokens[:2], 30), prompt
+        fast = generate(
+            tiny,
+            prompt,
+            StopRule(32, ()),
+            ContextLookupDrafter(),
+            FixedBudget(16),
+            lead=TokenLead(sets),
+        )
+        assert fast.tokens == led.tokens, prompt
+        # drafting begins after the lead-in, its context one lead token longer than the prompt
+        oracle = Oracle(led.tokens[1:] + [0] * 64, len(prompt) + 1, "deep")
+        deep = generate(
+            tiny, prompt, StopRule(32, ()), oracle, FixedBudget(16), lead=TokenLead(sets)
+        )
+        assert deep.tokens == led.tokens and deep.mean_accepted > 2.0, prompt

@@ -107,22 +107,37 @@ def test_editor_requests_with_prefix_reuse_equal_fresh_greedy(engine: Engine) ->
     """The language server's path: fill-in-the-middle prompts, KV rows kept across requests
     while the user types, editor stop rules. Every answer equals a fresh greedy run."""
     from daemon.engine.decode import PrefixCache
-    from daemon.service import fim_prompt
+    from daemon.service import request_prompt
+    from lsp.backend import CompletionRequest
     from lsp.settings import Settings
 
     source = (REPO / "daemon" / "engine" / "stops.py").read_text()
     cursor = source.index("        return None\n\n    def _ends_with_stop")
     reuse = PrefixCache()
-    for typed in ("", "    ", "    r", "    re"):
-        prefix, suffix = source[:cursor] + typed, source[cursor:]
-        prompt, ends = fim_prompt(engine, prefix, suffix, Settings(prefix_tokens=512))
-        stop = Stop(24, end_ids=frozenset(ends))
-        reused = engine.complete(prompt, CODESWIFT, stop, reuse=reuse)
-        fresh = engine.complete(prompt, AR, stop)
+    settings = Settings(prefix_tokens=512)
+    answers = []
+    for typed in (
+        "",
+        " " * 8,
+        " " * 8 + "r",
+        " " * 8 + "re",
+        " " * 8 + "return N",
+        " " * 8 + "return None",
+    ):
+        prefix, suffix = source[:cursor] + typed, source[cursor + len("        return None") :]
+        request = CompletionRequest(prefix, suffix, None, "python", settings, bool)
+        asked = request_prompt(engine, request)
+        stop = Stop(24, end_ids=frozenset(asked.end_ids))
+        reused = engine.complete(asked.ids, CODESWIFT, stop, reuse=reuse, lead=asked.lead)
+        fresh = engine.complete(asked.ids, AR, stop, lead=asked.lead)
         assert reused.decoded.tokens == fresh.decoded.tokens, typed
-    # the typed line follows the middle marker: a key prefilled only the line's last tokens,
-    # the prefix and the suffix before it were reused
-    assert len(prompt) - reuse.reused <= 3
+        if answers:  # the typed line follows the middle marker and the word being typed is
+            # a lead: a key re-ran at most the line's last tokens, the prefix and suffix kept
+            assert len(asked.ids) - reuse.reused <= 3, typed
+        answers.append(asked.typed(fresh.text))
+    # the word typed so far is where each answer starts from: the model wrote "return None"
+    assert answers[2].startswith("eturn") and answers[3].startswith("turn"), answers
+    assert answers[4].startswith("one"), answers
 
 
 @pytest.mark.parametrize("backend", ["native", "native-w8a8"])
@@ -211,13 +226,15 @@ def test_prompts_carry_other_files_chunks_within_their_budget(engine: Engine) ->
         Chunk(Path("/w/old.py"), 0, "OLD = 1\n" * 40),
         Chunk(Path("/w/new.py"), 10, "def helper(y):\n    return y * 2\n"),
     ]
-    plain, ends, _ = request_prompt(engine, request(0), chunks)
-    assert plain == request_prompt(engine, request(0))[0]
-    roomy, roomy_ends, _ = request_prompt(engine, request(2048), chunks)
+    alone = request_prompt(engine, request(0), chunks)
+    plain, ends = alone.ids, alone.end_ids
+    assert plain == request_prompt(engine, request(0)).ids
+    roomy_prompt = request_prompt(engine, request(2048), chunks)
+    roomy, roomy_ends = roomy_prompt.ids, roomy_prompt.end_ids
     assert roomy[-len(plain) :] == plain and roomy_ends == ends
     text = str(engine.lm.tokenizer.decode(roomy[: len(roomy) - len(plain)]))
     assert text.index("<|file_sep|>old.py\nOLD = 1") < text.index("<|file_sep|>new.py\ndef helper")
     assert text.endswith("<|file_sep|>current.py\n")
-    tight, _, _ = request_prompt(engine, request(40), chunks)  # room for the newest chunk only
+    tight = request_prompt(engine, request(40), chunks).ids  # room for the newest chunk only
     text = str(engine.lm.tokenizer.decode(tight[: len(tight) - len(plain)]))
     assert "new.py" in text and "old.py" not in text
