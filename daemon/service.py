@@ -118,7 +118,7 @@ class Service:
             )
             # one-off costs (vocabulary scan, cost curve, first kernels) here, not in a request
             warm = engine.lm.tokenizer("def main():\n    ", add_special_tokens=False)["input_ids"]
-            engine.complete(warm, self.plan_for(settings), Stop(4))
+            engine.complete(warm, self.plan_for(settings), Stop(4), lead="pass")  # + a lead-in
         except Exception as exc:  # the server stays up and answers with empty results
             self.error = f"cannot load model {settings.model}: {exc}"
             logger.error("%s", self.error)

@@ -127,7 +127,8 @@ class Engine:
 
     def _token_texts(self) -> TokenTexts:
         if self._lead_index is None:
-            special = set(self.lm.tokenizer.all_special_ids)
+            tokenizer = self.lm.tokenizer  # markers and other added tokens never start a word
+            special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
             texts = self._texts()
             self._lead_index = TokenTexts(["" if i in special else t for i, t in enumerate(texts)])
         return self._lead_index

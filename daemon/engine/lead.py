@@ -25,21 +25,35 @@ class LeadIn(Protocol):
 
 
 class TokenTexts:
-    """Every token's text, indexed by its first character (built once per tokenizer)."""
+    """Every token's text, indexed by its first one and two characters (built once per
+    tokenizer: a lead-in step looks up a few dozen candidates, not the ~30,000 tokens that
+    start with a space)."""
 
     def __init__(self, texts: Sequence[str]) -> None:
         self._by_first: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self._by_two: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self._single: dict[str, int] = {}
         for token, text in enumerate(texts):
-            if text:
-                self._by_first[text[0]].append((token, text))
+            if not text:
+                continue
+            self._by_first[text[0]].append((token, text))
+            if len(text) == 1:
+                self._single.setdefault(text, token)
+            else:
+                self._by_two[text[:2]].append((token, text))
 
     def agreeing(self, rest: str) -> list[int]:
         """Tokens whose text is a start of `rest` or starts with it, lowest id first."""
-        return [
+        if len(rest) < 2:
+            return [token for token, _ in self._by_first.get(rest, ())]
+        found = [
             token
-            for token, text in self._by_first.get(rest[:1], ())
+            for token, text in self._by_two.get(rest[:2], ())
             if rest.startswith(text) or text.startswith(rest)
         ]
+        if rest[0] in self._single:
+            found.append(self._single[rest[0]])
+        return sorted(found)
 
 
 class Lead:
