@@ -46,7 +46,9 @@ _FIM_ENDS = ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", *_FIM)
 # 3 per token stays under the token budget, and the token-level cut (which would shift the
 # whole prompt on every key and defeat KV reuse) is only a fallback.
 _CHARS_PER_TOKEN = 3
-_WORD_END = re.compile(r"\w+\Z")  # the word the cursor is in or just after
+# the word the cursor is in or just after; ASCII only: a character the tokenizer splits into
+# bytes has no token of its own to agree with, and the lead could never be written
+_WORD_END = re.compile(r"[A-Za-z0-9_]+\Z")
 
 
 class Service:
