@@ -49,6 +49,9 @@ _CHARS_PER_TOKEN = 3
 # the word the cursor is in or just after; ASCII only: a character the tokenizer splits into
 # bytes has no token of its own to agree with, and the lead could never be written
 _WORD_END = re.compile(r"[A-Za-z0-9_]+\Z")
+# a longer run (a hash, minified code) stays in the prompt: its lead-in would take a one-row
+# step per token
+_MAX_LEAD_CHARS = 40
 
 
 class Service:
@@ -366,7 +369,7 @@ def request_prompt(
     # word tokens the model writes, and it would indent twice. Both are taken off the front of
     # what the model writes.
     word = _WORD_END.search(request.prefix)
-    partial = word.group() if word else ""
+    partial = word.group() if word and len(word.group()) <= _MAX_LEAD_CHARS else ""
     before = request.prefix[: len(request.prefix) - len(partial)]
     blanks = before[len(before.rstrip(" \t")) :]
     prefix = before[: len(before) - len(blanks)]

@@ -179,6 +179,9 @@ def _decode(
     # the lead-in: one row at a time, each token the best of those agreeing with the lead
     lead_steps = 0
     while reason is None and lead is not None and (allowed := lead.allowed(generated)):
+        if should_cancel is not None and should_cancel():
+            reason = "cancelled"
+            break
         context.append(root)
         root = model.prefill(cache, [root], allowed)
         generated.append(root)

@@ -40,6 +40,7 @@ def _asked(prefix: str) -> Any:
         ("    name = 'café_na", "    name = 'café", "_na"),  # ASCII words only
         ("    name = 'caf", "    name = '", "caf"),
         ("    x = é", "    x = é", ""),  # a non-ASCII character is never a lead
+        ("    h = " + "ab" * 30, "    h = " + "ab" * 30, ""),  # nor a run too long to lead in
     ],
 )
 def test_the_typed_line_follows_the_middle_marker_and_the_word_is_a_lead(
