@@ -20,11 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from daemon.assembly import ShardSink, open_engine, open_project
+from daemon.engine.decode import PrefixCache
 from daemon.engine.engine import Engine
 from daemon.engine.plan import PLANS, DecodePlan
 from daemon.engine.prefix_caches import PrefixCaches
@@ -82,6 +83,7 @@ class Service:
         self.prompt_tokens = 0
         self.warmed_rows = 0
         self.warm_hits = 0  # requests that reused rows a warm-up had prefilled
+        self.short_answers = 0  # requests of cold documents answered from a short prompt
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -248,6 +250,7 @@ class Service:
             "reusedPromptTokens": self.reused_tokens,
             "warmedRows": self.warmed_rows,
             "warmHits": self.warm_hits,
+            "shortAnswers": self.short_answers,
             "keptRows": self.reuse.rows,
             "index": self.indexer.stats() if self.indexer is not None else None,
         }
@@ -259,16 +262,23 @@ class Service:
         return self._worker.submit(self._generate, request, cancel, time.perf_counter())
 
     def warm(self, request: CompletionRequest) -> None:
+        self._warm_later(request, None)
+
+    def _warm_later(self, request: CompletionRequest, prompt: list[int] | None) -> None:
+        """Queue a warm-up of `request`'s prompt (`prompt` when already built)."""
         self._warm_cancel.set()  # only the latest cursor is worth warming
         cancel = self._warm_cancel = threading.Event()
-        self._worker.submit(self._warm, request, cancel)
+        self._worker.submit(self._warm, request, prompt, cancel)
 
-    def _warm(self, request: CompletionRequest, cancel: threading.Event) -> None:
+    def _warm(
+        self, request: CompletionRequest, prompt: list[int] | None, cancel: threading.Event
+    ) -> None:
         engine = self.engine
         if engine is None or cancel.is_set():
             return
         try:
-            prompt = request_prompt(engine, request, self.neighbours_for(request)).ids
+            if prompt is None:
+                prompt = request_prompt(engine, request, self.neighbours_for(request)).ids
             document = _document_key(request)
             rows = engine.warm(prompt, self.reuse.get(document), cancel.is_set)
         except Exception:  # a warm-up is a nicety: never let it take the worker down
@@ -288,7 +298,12 @@ class Service:
             return Generated("", 0, 0, 0.0, 0, reason)
         started = time.perf_counter()
         settings = request.settings
+        document = _document_key(request)
         asked = request_prompt(engine, request, self.neighbours_for(request))
+        full, reuse = asked, self.reuse.get(document)
+        short = self._short_prompt(engine, request, asked, reuse)
+        if short is not None:  # cold: answer from the short prompt, warm the full one after
+            asked, reuse = short, self.reuse.get(document + _SHORT)
         prompt, typed = asked.ids, asked.typed
         # the time cap runs from here, not from the request: a request queued behind the model
         # load must not arrive already expired; at the cap, whatever was made is shown
@@ -306,14 +321,18 @@ class Service:
             end_ids=frozenset(asked.end_ids),
             shape_decided=lambda raw: request.stop(typed(raw)),
         )
-        document = _document_key(request)
-        reuse = self.reuse.get(document)
         plan = self.plan_for(settings)
         try:
             completion = engine.complete(prompt, plan, stop, should_stop, reuse, asked.lead)
         finally:
             self._settle()
         self.reuse.trim()
+        if short is None:
+            self.reuse.drop(document + _SHORT)  # the full prompt's rows are what reuse needs
+        else:
+            self.short_answers += 1
+            if not cancel.is_set():
+                self._warm_later(request, full.ids)
         self.requests += 1
         self.prompt_tokens += len(prompt)
         self.reused_tokens += reuse.reused
@@ -331,7 +350,27 @@ class Service:
             waited_s=started - queued,
             prefill_s=decoded.prefill_s,
             prefilled=len(prompt) - reuse.reused,
+            short_prompt=short is not None,
         )
+
+    def _short_prompt(
+        self, engine: Engine, request: CompletionRequest, asked: RequestPrompt, reuse: PrefixCache
+    ) -> RequestPrompt | None:
+        """The prompt with `coldPrefixTokens` of prefix, for a document with no rows kept
+        (its first request, or the first since its rows were dropped) whose prompt is longer:
+        that request waits for a fraction of the prefill, not all of it. None: use `asked`.
+        Not for a document with rows, even far from them: its requests keep the full context
+        (an A/B on `edit:click` lost 3 of 13 right first lines when every window move of the
+        prompt went short)."""
+        settings = request.settings
+        quick = settings.cold_prefix_tokens
+        if quick == 0 or quick >= settings.prefix_tokens or reuse.cache is not None:
+            return None
+        if len(asked.ids) <= quick + settings.suffix_tokens:
+            return None
+        shorter = replace(request, settings=replace(settings, prefix_tokens=quick))
+        short = request_prompt(engine, shorter, self.neighbours_for(request))
+        return short if len(short.ids) < len(asked.ids) else None
 
     def neighbours_for(self, request: CompletionRequest) -> list[Chunk]:
         """The chunks of other files that `request`'s prompt carries (none by default)."""
@@ -342,6 +381,11 @@ class Service:
 
 def _document_key(request: CompletionRequest) -> str:
     return request.document or str(request.path)
+
+
+# the key of a document's short-prompt rows, kept beside its full prompt's: until the full
+# prompt is warm, the next keys reuse these
+_SHORT = "#short-prompt"
 
 
 def plan_of(settings: Settings) -> DecodePlan:

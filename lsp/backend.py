@@ -47,6 +47,8 @@ class Generated:
     waited_s: float = 0.0
     prefill_s: float = 0.0
     prefilled: int = 0
+    # answered from the short prompt of a cold document (Settings.cold_prefix_tokens)
+    short_prompt: bool = False
 
 
 class Backend(Protocol):

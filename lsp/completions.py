@@ -97,6 +97,7 @@ class Completer:
         # recent history only: a server runs for days
         self.latencies_ms: deque[float] = deque(maxlen=_HISTORY)
         self.generated: deque[Generated] = deque(maxlen=_HISTORY)
+        self.last_generated_in = ""  # the document of the latest of them
         self.offered = 0
         self.accepted = 0
         self.warmups = 0
@@ -123,7 +124,7 @@ class Completer:
         if offer is not None:
             if offer.text and settings.predict_next:  # typed into: its end is still ahead
                 self._predict_when_quiet(cursor, offer.text, key, settings)
-            return self._offered(offer, started)
+            return self._offered(offer, started, "typed ahead")
 
         self._sequence += 1
         sequence = self._latest[cursor.uri] = self._sequence
@@ -142,7 +143,7 @@ class Completer:
                     raise asyncio.CancelledError  # superseded while waiting: never queue behind
                 offer = self.offers.lookup(cursor.uri, cursor.prefix, cursor.suffix, key)
                 if offer is not None:
-                    return self._offered(offer, started)
+                    return self._offered(offer, started, "a running generation")
         if running is not None and not running.future.done():
             running.cancel.set()  # for another place, or it cannot write what was typed
         self._cancel_unawaited(cursor.uri)
@@ -153,7 +154,7 @@ class Completer:
             raise asyncio.CancelledError  # superseded while generating
         if not is_current():
             return None  # the document changed while generating: never answer for old text
-        return self._offered(offer, started) if offer is not None else None
+        return self._offered(offer, started, "the model") if offer is not None else None
 
     def _start(
         self,
@@ -191,6 +192,8 @@ class Completer:
                 return
             generated = future.result()
             self.generated.append(generated)
+            self.last_generated_in = cursor.uri
+            logger.debug("generation: %s", _account(generated))
             if generated.stop_reason == "cancelled":
                 return  # cut short for a newer request: not an answer to remember
             raw = generated.text
@@ -307,11 +310,13 @@ class Completer:
         self.warmups += 1
         return True
 
-    def _offered(self, offer: Offer, started: float) -> Offer | None:
+    def _offered(self, offer: Offer, started: float, source: str) -> Offer | None:
         if not offer.text:
             return None  # the model had nothing to say here, and would not now
         self.offered += 1
-        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.latencies_ms.append(elapsed)
+        logger.debug("offer %s answered in %.0f ms from %s", offer.completion_id, elapsed, source)
         return offer
 
     async def settled(self) -> None:
@@ -390,4 +395,15 @@ def _extends(running: _Generation, cursor: Cursor, key: object) -> bool:
         running.settings_key == key
         and running.suffix == cursor.suffix
         and cursor.prefix.startswith(running.prefix)
+    )
+
+
+def _account(generated: Generated) -> str:
+    """Where a generation's time went, for the debug log (an editor's own requests, timed by
+    the server)."""
+    short = ", short prompt" if generated.short_prompt else ""
+    return (
+        f"{generated.seconds * 1000:.0f} ms: waited {generated.waited_s * 1000:.0f} ms, "
+        f"prefill {generated.prefilled} rows {generated.prefill_s * 1000:.0f} ms{short}, "
+        f"{generated.tokens} tokens in {generated.forwards} forwards, {generated.stop_reason}"
     )

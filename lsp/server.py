@@ -341,7 +341,7 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
             "warmups": ls.completer.warmups,
             "predictions": ls.completer.predictions,
             "latencyP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
-            "lastGeneration": _breakdown(ls.completer.generated[-1])
+            "lastGeneration": _breakdown(ls.completer.generated[-1], ls.completer.last_generated_in)
             if ls.completer.generated
             else None,
             "backend": ls.backend.stats(),
@@ -350,13 +350,15 @@ def build_server(backend: Backend, version: str) -> CodeswiftServer:
     return server
 
 
-def _breakdown(generated: Generated) -> dict[str, Any]:
+def _breakdown(generated: Generated, uri: str) -> dict[str, Any]:
     """Where one generation's time went, in ms (the latency bench reads it)."""
     seconds = generated.seconds
     return {
+        "uri": uri,
         "waitedMs": round(generated.waited_s * 1000, 1),
         "prefillMs": round(generated.prefill_s * 1000, 1),
         "prefilledRows": generated.prefilled,
+        "shortPrompt": generated.short_prompt,
         "decodeMs": round((seconds - generated.prefill_s) * 1000, 1),
         "tokens": generated.tokens,
         "forwards": generated.forwards,

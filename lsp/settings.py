@@ -33,6 +33,9 @@ class Settings:
     # reused), so the suffix budget is most of a keystroke's prefill on a CPU
     prefix_tokens: int = 1024
     suffix_tokens: int = 64
+    # a document's first request, with no rows warm, is answered from this many prefix tokens
+    # (about a fifth of the full prompt's rows) while the full prompt warms behind it; 0: off
+    cold_prefix_tokens: int = 320
     # code from other files edited lately, put before the prompt (daemon/neighbours.py)
     context_tokens: int = 0
     method: str = "codeswift"
@@ -54,6 +57,8 @@ class Settings:
         _check(100 <= self.timeout_ms <= 120_000, "timeoutMs", self.timeout_ms)
         _check(64 <= self.prefix_tokens <= 16_384, "prefixTokens", self.prefix_tokens)
         _check(0 <= self.suffix_tokens <= 4096, "suffixTokens", self.suffix_tokens)
+        cold = self.cold_prefix_tokens
+        _check(cold == 0 or 64 <= cold <= 16_384, "coldPrefixTokens", cold)
         _check(0 <= self.context_tokens <= 8192, "contextTokens", self.context_tokens)
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device)
         _check(self.dtype in ("auto", "bfloat16", "float32", "float16"), "dtype", self.dtype)

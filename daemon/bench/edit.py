@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -312,9 +312,12 @@ async def _ask(
     own = [(r, f) for r, f in service.calls[calls:] if r.prefix == cursor.prefix]
     model_call = bool(own) and completer.offers.hits == hits
     request = own[0][0] if model_call else _server_request(cursor, completer)
+    generated = own[0][1].result() if model_call else None
+    if generated is not None and generated.short_prompt:  # a cold document's first request
+        shorter = replace(request.settings, prefix_tokens=request.settings.cold_prefix_tokens)
+        request = replace(request, settings=shorter)
     cold_ms, cold_text = _cold(service, request)
     exact = None
-    generated = own[0][1].result() if model_call else None
     if generated is not None and generated.stop_reason not in ("timeout", "cancelled"):
         exact = generated.text == cold_text
     matched = offer is not None and offer.text.split("\n", 1)[0].strip() == line.strip()

@@ -102,9 +102,10 @@ async def _bench(
             "unrelated": [],
         }
         breakdowns: list[dict[str, Any]] = []  # the server's account of each single line
+        firsts: list[dict[str, Any]] = []  # and of each first request in a file
         for number in range(samples):
             path = files[rng.randrange(len(files))]
-            await _replay_line(client, path, number, rng, results, breakdowns)
+            await _replay_line(client, path, number, rng, results, breakdowns, firsts)
         stats = await client.workspace_execute_command_async(
             types.ExecuteCommandParams("codeswift.stats")
         )
@@ -119,6 +120,9 @@ async def _bench(
             "files": samples,
             "context_tokens": context_tokens,
             "first_request_in_file_ms": latency_summary(results["first"]),
+            "first_request_parts": _parts(firsts),
+            "first_request_samples": firsts,
+            "short_answers": json_field(backend, "shortAnswers"),
             "first_request_after_rest_ms": latency_summary(results["first_rested"]),
             "rest_s": REST_S,
             "read_s": READ_S,
@@ -149,6 +153,7 @@ async def _replay_line(
     rng: random.Random,
     results: dict[str, list[float]],
     breakdowns: list[dict[str, Any]],
+    firsts: list[dict[str, Any]],
 ) -> None:
     """Write one real line of `path` key by key, asking for a completion after each key, as
     an editor does; then start the next line (a block request), then cancel a long one."""
@@ -163,6 +168,12 @@ async def _replay_line(
     cold = _Document(client, f"{path.as_uri()}#{number}-cold", lines, row, target[:indent])
     elapsed, _ = await cold.ask()
     results["first"].append(elapsed)
+    deadline = time.monotonic() + 60
+    while (last := await _last_generation(client)).get("uri") != cold.uri:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)  # a block answered early is generated on
+    firsts.append({"ms": round(elapsed, 1), **last})
     uri = f"{path.as_uri()}#{number}"
     document = _Document(client, uri, lines, row, target[:indent])
     document.rest()
@@ -277,12 +288,17 @@ async def _last_generation(client: LanguageClient) -> dict[str, Any]:
     )
     last = json_field(stats, "lastGeneration")
     fields = ("waitedMs", "prefillMs", "prefilledRows", "decodeMs", "tokens", "forwards")
-    return {name: json_field(last, name) for name in fields} if last is not None else {}
+    if last is None:
+        return {}
+    return {name: json_field(last, name) for name in fields} | {
+        "shortPrompt": bool(json_field(last, "shortPrompt")),
+        "uri": json_field(last, "uri"),
+    }
 
 
 def _parts(breakdowns: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """p50 / p95 of each part of the single-line generations."""
-    names = sorted({name for b in breakdowns for name in b} - {"ms"})
+    names = sorted({name for b in breakdowns for name in b} - {"ms", "shortPrompt", "uri"})
     return {
         name: latency_summary([float(b[name]) for b in breakdowns if name in b]) for name in names
     }

@@ -46,6 +46,10 @@ class PrefixCache:
     def clear(self) -> None:
         self.tokens, self.cache, self.reused = [], None, 0
 
+    def shared(self, context: Sequence[int]) -> int:
+        """How many of `context`'s first tokens have their rows here."""
+        return _common_prefix(self.tokens, context) if self.cache is not None else 0
+
 
 @dataclass(frozen=True)
 class DecodeResult:
@@ -118,7 +122,7 @@ def warm(
     Rows prefilled in chunks are the rows a whole prefill gives (bit for bit on the
     row-invariant backends), so warming never changes an output."""
     context = list(prompt)
-    start = _common_prefix(reuse.tokens, context) if reuse.cache is not None else 0
+    start = reuse.shared(context)
     cache = reuse.cache if start > 0 else model.new_cache()
     if start > 0:
         model.crop(cache, start)
@@ -141,7 +145,7 @@ def _reusable(model: ForwardPort, reuse: PrefixCache | None, context: list[int])
     since the prefill must produce the logits after the last prompt token)."""
     if reuse is None or reuse.cache is None:
         return model.new_cache(), 0
-    start = min(_common_prefix(reuse.tokens, context), len(context) - 1)
+    start = min(reuse.shared(context), len(context) - 1)
     if start == 0:
         return model.new_cache(), 0
     cache = reuse.cache

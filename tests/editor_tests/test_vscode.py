@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -201,6 +202,7 @@ def _extension_settings() -> dict[str, object]:
         "codeswift.pythonPath": sys.executable,
         "codeswift.debounceMs": 75,
         "codeswift.maxNewTokens": 48,
+        "codeswift.logLevel": "debug",  # the server's timing of each request, in its log
     }
 
 
@@ -247,6 +249,18 @@ def _extension_logs(user_data: Path) -> str:
         if path.is_file() and "codeswift" in path.name.lower():
             parts.append(f"--- {path}\n{path.read_text(errors='replace')[-3000:]}")
     return "\n".join(parts)
+
+
+def _server_timings(user_data: Path) -> list[str]:
+    """The server's debug lines on its generations and answers, oldest first."""
+    lines = []
+    for path in sorted((user_data / "logs").rglob("*")):
+        if path.is_file() and "codeswift" in path.name.lower():
+            text = path.read_text(errors="replace")
+            lines += [
+                line for line in text.splitlines() if re.search(r"generation: | answered ", line)
+            ]
+    return lines
 
 
 def _keep_artifacts(tmp_path: Path, names: list[str]) -> None:
@@ -477,3 +491,5 @@ def test_vscode_ghost_text_and_tab_accept(tmp_path: Path) -> None:
     assert keystroke is not None, why
     assert str(result["keystrokeGhostText"]).strip()
     _log(f"keystroke to visible ghost text: {keystroke} ms ({result['keystrokeGhostText']!r})")
+    for line in _server_timings(user_data)[-4:]:  # the keystroke's request is the last
+        _log(f"server: {line}")

@@ -111,6 +111,11 @@ class Session:
         params = {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
         self.client.protocol.notify("codeswift/cursor", params)
 
+    def configure(self, options: dict[str, Any]) -> None:
+        """workspace/didChangeConfiguration with `options`."""
+        params = types.DidChangeConfigurationParams(settings=options)
+        self.client.workspace_did_change_configuration(params)
+
     def cancel(self, msg_id: int) -> None:
         self.client.protocol.notify("$/cancelRequest", types.CancelParams(id=msg_id))
 

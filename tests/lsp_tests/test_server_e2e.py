@@ -202,7 +202,8 @@ def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
 
     async def scenario() -> None:
         session = Session()
-        await session.start(tmp_path, OPTIONS)
+        # the cold document must get the whole prompt too, not the short one
+        await session.start(tmp_path, {**OPTIONS, "coldPrefixTokens": 0})
         try:
             await session.wait_status("ready")
             uri = session.open(tmp_path / "warm.py", head)
@@ -239,6 +240,69 @@ def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
             assert await session.inline(cold, line, column) == [warm_text]
             stats = await backend()
             assert stats["warmHits"] == 1 and stats["warmedRows"] == rows
+        finally:
+            await session.stop()
+
+    run(scenario())
+
+
+def test_a_cold_document_is_answered_from_a_short_prompt_while_the_full_one_warms(
+    tmp_path: Path,
+) -> None:
+    """Asked at once in a long file nothing has warmed: the answer comes from the short prompt
+    (what a server with `prefixTokens` = `coldPrefixTokens` answers), the full prompt is warmed
+    behind it, and the next key reuses the full prompt's rows."""
+    source = (REPO / "daemon" / "engine" / "budget.py").read_text()
+    head = source + "\n\n" + GEOMETRY
+
+    async def scenario() -> None:
+        session = Session()
+        await session.start(tmp_path, {**OPTIONS, "coldPrefixTokens": 256})
+        try:
+            await session.wait_status("ready")
+
+            async def backend() -> dict[str, Any]:
+                return dict((await session.command("codeswift.stats"))["backend"])
+
+            async def last_generation(requests: int) -> dict[str, Any]:
+                """The server's account of its `requests`-th generation, once it has ended (a
+                block is answered early and generated on)."""
+                deadline = time.monotonic() + 120
+                while (await backend())["requests"] < requests and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                return dict((await session.command("codeswift.stats"))["lastGeneration"])
+
+            uri = session.open(tmp_path / "opened.py", head)
+            line, column = position_at_end(head)
+            (short_text,) = await session.inline(uri, line, column)
+            last = await last_generation(1)
+            assert last["shortPrompt"] is True
+            assert 0 < last["prefilledRows"] <= 256 + 64 + 8  # prefix, suffix, markers, line
+            rows, deadline = -1, time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the full prompt's warm-up has ended
+                await asyncio.sleep(1.0)
+                now = (await backend())["warmedRows"]
+                if now == rows and now > 0:
+                    break
+                rows = now
+            assert rows >= 500
+            stats = await backend()
+            assert stats["shortAnswers"] == 1
+
+            typed = head + "zz"  # not what is on offer: the model is asked
+            session.replace(uri, typed)
+            await session.inline(uri, *position_at_end(typed))
+            last = await last_generation(2)
+            assert last["shortPrompt"] is False and last["prefilledRows"] <= 4
+            stats = await backend()
+            assert stats["shortAnswers"] == 1 and stats["warmHits"] == 1
+
+            # the short answer is plain greedy on the short prompt
+            session.configure({**OPTIONS, "prefixTokens": 256, "coldPrefixTokens": 0})
+            other = session.open(tmp_path / "other.py", head)
+            assert await session.inline(other, line, column) == [short_text]
+            last = await last_generation(3)
+            assert last["shortPrompt"] is False
         finally:
             await session.stop()
 
