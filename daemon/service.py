@@ -37,7 +37,7 @@ from indexer.workspace import WorkspaceIndexer
 from lsp.backend import CompletionRequest, Generated, StatusSink
 from lsp.settings import Settings
 
-__all__ = ["RequestPrompt", "Service", "request_prompt"]
+__all__ = ["RequestPrompt", "Service", "is_cold", "request_prompt"]
 
 logger = logging.getLogger(__name__)
 
@@ -356,17 +356,13 @@ class Service:
     def _short_prompt(
         self, engine: Engine, request: CompletionRequest, asked: RequestPrompt, reuse: PrefixCache
     ) -> RequestPrompt | None:
-        """The prompt with `coldPrefixTokens` of prefix, for a document with no rows kept
-        (its first request, or the first since its rows were dropped) whose prompt is longer:
-        that request waits for a fraction of the prefill, not all of it. None: use `asked`.
-        Not for a document with rows, even far from them: its requests keep the full context
-        (an A/B on `edit:click` lost 3 of 13 right first lines when every window move of the
-        prompt went short)."""
+        """The prompt with `coldPrefixTokens` of prefix, while `asked` is cold (`is_cold`):
+        that request waits for a fraction of the prefill, not all of it. None: use `asked`."""
         settings = request.settings
         quick = settings.cold_prefix_tokens
-        if quick == 0 or quick >= settings.prefix_tokens or reuse.cache is not None:
+        if quick == 0 or quick >= settings.prefix_tokens:
             return None
-        if len(asked.ids) <= quick + settings.suffix_tokens:
+        if not is_cold(reuse, asked.ids, quick + settings.suffix_tokens):
             return None
         shorter = replace(request, settings=replace(settings, prefix_tokens=quick))
         short = request_prompt(engine, shorter, self.neighbours_for(request))
@@ -381,6 +377,17 @@ class Service:
 
 def _document_key(request: CompletionRequest) -> str:
     return request.document or str(request.path)
+
+
+def is_cold(reuse: PrefixCache, prompt: Sequence[int], short_rows: int) -> bool:
+    """Whether `prompt` would prefill more than `short_rows` rows and every row `reuse` keeps
+    is a start of it: nothing kept (a document's first request), or its warm-up still part
+    way (the keys typed right after). A document whose rows belong to another prompt (one
+    request ago, or the window moved since) keeps its full context: an A/B on `edit:click`
+    lost 3 of 13 right first lines when every window move went short."""
+    shared = reuse.shared(prompt)
+    kept = len(reuse.tokens) if reuse.cache is not None else 0
+    return shared == kept and len(prompt) - shared > short_rows
 
 
 # the key of a document's short-prompt rows, kept beside its full prompt's: until the full
