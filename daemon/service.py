@@ -105,6 +105,10 @@ class Service:
         """How this service drafts (the benchmark replays sessions with other plans)."""
         return plan_of(settings)
 
+    def drain(self) -> None:
+        """Wait until the model's thread has done what is queued so far, warm-ups included."""
+        self._worker.submit(lambda: None).result()
+
     def shutdown(self) -> None:
         if self.indexer is not None:
             self.indexer.stop()

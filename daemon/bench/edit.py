@@ -307,8 +307,11 @@ async def _ask(
     offer = await completer.complete(cursor, lambda: True)
     elapsed = (time.perf_counter() - started) * 1000
     # a block answered early is still being generated, and a prediction may follow: the
-    # baseline runs the model once they have ended (one model, one thread at a time)
+    # baseline runs the model once they have ended (one model, one thread at a time), and
+    # once a warm-up queued after a short answer has too (a person writing the next line
+    # leaves it the time)
     await completer.settled()
+    await asyncio.to_thread(service.drain)
     own = [(r, f) for r, f in service.calls[calls:] if r.prefix == cursor.prefix]
     model_call = bool(own) and completer.offers.hits == hits
     request = own[0][0] if model_call else _server_request(cursor, completer)
