@@ -173,7 +173,7 @@ async def _replay_line(
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.02)  # a block answered early is generated on
-    firsts.append({"ms": round(elapsed, 1), **last})
+    firsts.append({"ms": round(elapsed, 1), **_without_uri(last)})
     uri = f"{path.as_uri()}#{number}"
     document = _Document(client, uri, lines, row, target[:indent])
     document.rest()
@@ -186,7 +186,8 @@ async def _replay_line(
         elapsed, shown = await document.ask()
         results["typed" if expected_hit else "single"].append(elapsed)
         if not expected_hit:
-            breakdowns.append({"ms": round(elapsed, 1), **await _last_generation(client)})
+            last = _without_uri(await _last_generation(client))
+            breakdowns.append({"ms": round(elapsed, 1), **last})
     document.type(target)
     document.new_line(" " * indent)
     _change_config(client, {"maxNewTokens": 64})
@@ -296,9 +297,14 @@ async def _last_generation(client: LanguageClient) -> dict[str, Any]:
     }
 
 
+def _without_uri(generation: dict[str, Any]) -> dict[str, Any]:
+    """A generation's account for the report: reports are committed, machine paths are not."""
+    return {name: value for name, value in generation.items() if name != "uri"}
+
+
 def _parts(breakdowns: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """p50 / p95 of each part of the single-line generations."""
-    names = sorted({name for b in breakdowns for name in b} - {"ms", "shortPrompt", "uri"})
+    names = sorted({name for b in breakdowns for name in b} - {"ms", "shortPrompt"})
     return {
         name: latency_summary([float(b[name]) for b in breakdowns if name in b]) for name in names
     }

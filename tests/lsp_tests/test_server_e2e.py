@@ -191,6 +191,18 @@ def test_saved_file_is_indexed_and_drafted_from(tmp_path: Path) -> None:
     run(scenario())
 
 
+async def warmed_rows_once_settled(session: Session) -> int:
+    """The server's `warmedRows` once it has stopped growing (the warm-up has ended)."""
+    rows, deadline = -1, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        now = int((await session.command("codeswift.stats"))["backend"]["warmedRows"])
+        if now == rows and now > 0:
+            break
+        rows = now
+    return rows
+
+
 def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
     tmp_path: Path,
 ) -> None:
@@ -214,13 +226,7 @@ def test_cursor_notification_warms_the_prompt_without_changing_the_answer(
             async def backend() -> dict[str, Any]:
                 return dict((await session.command("codeswift.stats"))["backend"])
 
-            rows, deadline = -1, time.monotonic() + 120
-            while time.monotonic() < deadline:  # until the warm-up has ended
-                await asyncio.sleep(1.0)
-                now = (await backend())["warmedRows"]
-                if now == rows and now > 0:
-                    break
-                rows = now
+            rows = await warmed_rows_once_settled(session)
             assert rows >= 500  # the prompt: ~1,000 tokens of prefix, the markers, no suffix
             assert any("codeswift/cursor" in line for line in session.logs)
             (warm_text,) = await session.inline(uri, line, column)
@@ -278,13 +284,7 @@ def test_a_cold_document_is_answered_from_a_short_prompt_while_the_full_one_warm
             last = await last_generation(1)
             assert last["shortPrompt"] is True
             assert 0 < last["prefilledRows"] <= 256 + 64 + 8  # prefix, suffix, markers, line
-            rows, deadline = -1, time.monotonic() + 120
-            while time.monotonic() < deadline:  # until the full prompt's warm-up has ended
-                await asyncio.sleep(1.0)
-                now = (await backend())["warmedRows"]
-                if now == rows and now > 0:
-                    break
-                rows = now
+            rows = await warmed_rows_once_settled(session)  # the full prompt's warm-up
             assert rows >= 500
             stats = await backend()
             assert stats["shortAnswers"] == 1
