@@ -26,7 +26,7 @@ from typing import Any
 
 from daemon.assembly import ShardSink, open_engine, open_project
 from daemon.engine.decode import PrefixCache
-from daemon.engine.engine import Engine
+from daemon.engine.engine import FIM_MARKERS, Engine
 from daemon.engine.plan import PLANS, DecodePlan
 from daemon.engine.prefix_caches import PrefixCaches
 from daemon.engine.project_index import WorkspaceIndex
@@ -41,7 +41,7 @@ __all__ = ["RequestPrompt", "Service", "is_cold", "request_prompt"]
 
 logger = logging.getLogger(__name__)
 
-_FIM = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+_FIM = FIM_MARKERS
 _FIM_ENDS = ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", *_FIM)
 # Characters per token: code averages nearer 4 with this tokenizer, so a character budget of
 # 3 per token stays under the token budget, and the token-level cut (which would shift the

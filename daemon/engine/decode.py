@@ -8,6 +8,8 @@ The speculative loop, one step:
   5. commit     — accepted tokens plus the bonus token (the argmax after the last one);
   6. compact    — keep only the root's and the accepted nodes' rows of the KV cache.
 With no draft the step is exactly a plain greedy step, so `ar` is this loop with no drafter.
+A short prefill (a warm request: only the text typed since the last one) is the first step:
+its rows and a draft tree below the last prompt token go through one forward.
 The output equals greedy decoding token for token: a token is only ever committed when it is the
 argmax of logits computed over exactly the committed prefix.
 """
@@ -18,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from daemon.engine.budget import BudgetPolicy
 from daemon.engine.drafters import Drafter
@@ -31,6 +35,9 @@ __all__ = ["DecodeResult", "PrefixCache", "generate", "warm"]
 
 # prompt rows per forward when warming: a real request waits for at most one such chunk
 WARM_CHUNK = 64
+# a prefill of at most this many rows (a warm editor request: the text typed since the last
+# one) also verifies a draft tree in the same forward; a long one gains nothing from it
+DRAFTED_PREFILL_ROWS = 64
 
 
 @dataclass
@@ -177,9 +184,25 @@ def _decode(
     """Prefill context[start:] after the cached rows, then the loop of the module docstring.
     `context` ends as the tokens whose rows the cache holds."""
     started = time.perf_counter()
-    root = model.prefill(cache, context[start:], lead.allowed([]) if lead is not None else None)
-    generated = [root]
-    reason = stop.check(generated, 1)
+    accepted_per_step: list[int] = []
+    tree = EMPTY_TREE
+    begun = drafter is not None and lead is None and len(context) - start <= DRAFTED_PREFILL_ROWS
+    if begun:
+        assert drafter is not None
+        drafter.begin(context)
+        tree = _draft(context, stop, 0, drafter, budget, max_depth)
+    drafted = tree.size > 0
+    if drafted:
+        # a short prefill (a warm editor request) carries a draft of what follows: the
+        # answer can be whole after this one forward instead of starting with one token
+        generated = _step(model, cache, start, context[start:], tree, drafter, budget)
+        accepted_per_step.append(len(generated) - 1)
+        context.extend(generated[:-1])
+        root = generated[-1]
+    else:
+        root = model.prefill(cache, context[start:], lead.allowed([]) if lead else None)
+        generated = [root]
+    reason = stop.check(generated, len(generated))
     # the lead-in: one row at a time, each token the best of those agreeing with the lead
     lead_steps = 0
     while reason is None and lead is not None and (allowed := lead.allowed(generated)):
@@ -192,50 +215,93 @@ def _decode(
         lead_steps += 1
         reason = stop.check(generated, 1)
     prefill_s = time.perf_counter() - started
-    if drafter is not None:
-        drafter.begin(context)
-    accepted_per_step: list[int] = []
+    if drafter is not None and not begun:
+        drafter.begin(context)  # after the lead-in: drafts continue what it chose
     while reason is None:
         if should_cancel is not None and should_cancel():
             reason = "cancelled"
             break
-        tree = EMPTY_TREE
-        if drafter is not None and budget is not None:
-            depth = min(max_depth, stop.max_new_tokens - len(generated) - 1)
-            if depth > 0:
-                tree = budget.build(drafter.propose([*context, root], depth), depth)
-        rows = [root, *tree.tokens]
-        predicted, path = _verify_and_commit(model, cache, len(context), rows, tree)
-        accepted = [tree.tokens[node] for node in path] + [predicted[path[-1] + 1 if path else 0]]
+        tree = _draft([*context, root], stop, len(generated), drafter, budget, max_depth)
+        accepted = _step(model, cache, len(context), [root], tree, drafter, budget)
         context.append(root)
         context.extend(accepted[:-1])
         root = accepted[-1]
         generated.extend(accepted)
-        if drafter is not None and budget is not None:
-            drafter.observe(accepted, rows, predicted)
-            budget.record(tree, path)
         accepted_per_step.append(len(accepted) - 1)
         reason = stop.check(generated, len(accepted))
     assert reason is not None  # the loop ends on a stop reason or a cancellation
     tokens = generated[: stop.cut]
     if drafter is not None:
-        drafter.finish(tokens)
+        # every committed token is the model's own greedy choice, those a stop rule cuts off
+        # too (a single-line answer's step often verifies the start of the next line): the
+        # next request, one line further, is likely to write them
+        drafter.finish(generated)
     return DecodeResult(
         tokens=tokens,
         stop_reason=reason,
         prefill_s=prefill_s,
         seconds=time.perf_counter() - started,
-        forwards=len(accepted_per_step) + 1 + lead_steps,
+        # the prefill yields the first token(s); a drafted one is a step of its own
+        forwards=len(accepted_per_step) + lead_steps + (0 if drafted else 1),
         accepted=accepted_per_step,
     )
 
 
+def _draft(
+    context: list[int],
+    stop: StopRule,
+    generated: int,
+    drafter: Drafter | None,
+    budget: BudgetPolicy | None,
+    max_depth: int,
+) -> DraftTree:
+    """The draft tree continuing `context` (whose last token is the step's root), sized by
+    the budget and the tokens the stop rule still allows after the root."""
+    if drafter is None or budget is None:
+        return EMPTY_TREE
+    depth = min(max_depth, stop.max_new_tokens - generated - 1)
+    return budget.build(drafter.propose(context, depth), depth) if depth > 0 else EMPTY_TREE
+
+
+def _step(
+    model: ForwardPort,
+    cache: Any,
+    past_len: int,
+    chain: list[int],
+    tree: DraftTree,
+    drafter: Drafter | None,
+    budget: BudgetPolicy | None,
+) -> list[int]:
+    """One forward over `chain` (tokens after the cache's `past_len` rows, in order; the last
+    is the tree's root) and `tree`'s nodes. The chain's and the accepted path's rows stay in
+    the cache. Returns the committed tokens: the accepted drafts, then the bonus token."""
+    rows = [*chain, *tree.tokens]
+    predicted, path = _verify_and_commit(model, cache, past_len, chain, tree)
+    accepted = [tree.tokens[node] for node in path] + [predicted[path[-1] + 1 if path else 0]]
+    if drafter is not None and budget is not None:
+        # what the root and the nodes were verified as, as in every step
+        drafter.observe(accepted, rows[len(chain) - 1 :], predicted)
+        budget.record(tree, path)
+    return accepted
+
+
 def _verify_and_commit(
-    model: ForwardPort, cache: Any, past_len: int, rows: list[int], tree: DraftTree
+    model: ForwardPort, cache: Any, past_len: int, chain: list[int], tree: DraftTree
 ) -> tuple[list[int], list[int]]:
-    """Steps 3-6: verify `rows` (the root, then `tree`'s nodes); returns the model's argmax
-    after every row and the accepted path (node indices), whose rows the cache keeps."""
-    predicted = model.verify(cache, rows, (0, *tree.depths), ancestor_matrix(tree))
+    """Steps 3-6: verify the chain, then `tree`'s nodes below its last token (the root);
+    returns the model's argmax after the root and after every node, and the accepted path
+    (node indices), whose rows the cache keeps with the chain's."""
+    n = len(chain)
+    depths = [*range(n), *(n - 1 + depth for depth in tree.depths)]
+    visible = ancestor_matrix(tree)
+    if n > 1:  # every chain row sees those before it; every node sees the whole chain
+        size = n - 1 + len(visible)
+        below = visible
+        visible = np.zeros((size, size), dtype=bool)
+        visible[:n, :n] = np.tri(n, dtype=bool)
+        visible[n:, : n - 1] = True
+        visible[n - 1 :, n - 1 :] = below
+    predicted = model.verify(cache, [*chain, *tree.tokens], depths, visible, judged=tree.size + 1)
     path = tree.walk(predicted)
-    model.keep(cache, past_len, [0] + [node + 1 for node in path])
+    model.keep(cache, past_len, [*range(n), *(n + node for node in path)])
     return predicted, path

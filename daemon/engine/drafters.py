@@ -32,7 +32,8 @@ class Drafter(Protocol):
         it verified (root first) and `predicted` the model's argmax after each of them."""
 
     def finish(self, generated: Sequence[int]) -> None:
-        """The request ended with `generated` as its output."""
+        """The request ended; `generated` is every token the model committed, those past
+        the stop rule's cut included."""
 
 
 class NgramIndex:
@@ -122,13 +123,17 @@ class ContextLookupDrafter:
     def finish(self, generated: Sequence[int]) -> None:
         pass
 
-    def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
+    def propose(
+        self, context: Sequence[int], depth: int, query: Sequence[int] | None = None
+    ) -> list[Candidate]:
+        """`query`: the context's end to look up, when it is not `context`'s own (a
+        fill-in-the-middle prompt's text in document order; see RetrievalDrafter)."""
         known = self._index.tokens
         if len(context) < len(known) or context[: len(known)] != known:
             self.begin(context)  # not our request's context: start over rather than mis-draft
         else:
             self._index.extend(context[len(known) :])
-        return self._index.lookup(context, depth, self.max_matches)
+        return self._index.lookup(context if query is None else query, depth, self.max_matches)
 
 
 class HistoryDrafter:

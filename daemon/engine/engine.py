@@ -24,6 +24,7 @@ from daemon.engine.stops import Stop, StopRule
 
 __all__ = ["Completion", "Engine", "ProjectSource", "fit_prompt", "tree_policy"]
 
+FIM_MARKERS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
 MAX_SCORED_NODES = 64  # a scored tree stops earlier where its nodes stop paying
 
 
@@ -67,6 +68,7 @@ class Engine:
         self._whitespace: frozenset[int] | None = None
         self._vocabulary_texts: list[str] | None = None
         self._lead_index: TokenTexts | None = None
+        self._fim: tuple[int, ...] | None = None  # the markers found; None: not looked up yet
 
     def complete(
         self,
@@ -118,6 +120,14 @@ class Engine:
             self._whitespace = frozenset(i for i, t in enumerate(texts) if t and not t.strip())
         return self._whitespace
 
+    def _fim_ids(self) -> tuple[int, int, int] | None:
+        """The tokenizer's fill-in-the-middle markers (prefix, suffix, middle), if it has them.
+        Looked up once: the whole vocabulary costs ~100 ms to build."""
+        if self._fim is None:
+            vocab = self.lm.tokenizer.get_vocab()
+            self._fim = tuple(int(vocab[m]) for m in FIM_MARKERS if m in vocab)
+        return (self._fim[0], self._fim[1], self._fim[2]) if len(self._fim) == 3 else None
+
     def _texts(self) -> list[str]:
         """Each token's own text (the whole vocabulary: decoded once, ~1 s)."""
         if self._vocabulary_texts is None:
@@ -140,6 +150,7 @@ class Engine:
             project=project,
             expressions=expressions,
             whitespace_ids=self.whitespace_ids() if plan.searches_stores else frozenset(),
+            fim_ids=self._fim_ids(),
         )
         return RetrievalDrafter(plan, sources, self._memories.setdefault(plan, PlanMemory()))
 

@@ -34,12 +34,18 @@ class ForwardPort(Protocol):
         (among `allowed`, ascending ids, when given: the first maximal logit of those)."""
 
     def verify(
-        self, cache: Any, tokens: Sequence[int], depths: Sequence[int], visible: np.ndarray
+        self,
+        cache: Any,
+        tokens: Sequence[int],
+        depths: Sequence[int],
+        visible: np.ndarray,
+        judged: int | None = None,
     ) -> list[int]:
         """One forward over a draft tree after the cache's rows: `tokens[0]` is the root (depth
         0), `visible` the (N+1, N+1) ancestor matrix (row i may attend to column j). Appends
         N+1 rows to the cache; returns the greedy token after each row (the first maximal
-        logit: ties go to the lowest id)."""
+        logit: ties go to the lowest id), or after each of the last `judged` rows only (rows
+        before them are prompt rows run in the same forward, whose logits nobody needs)."""
 
     def keep(self, cache: Any, past_len: int, rows: Sequence[int]) -> None:
         """After `verify`: keep the tree rows past_len + rows[i] at past_len + i, drop the rest

@@ -162,16 +162,21 @@ class NativeForward:
             start = cache.length
             positions = torch.arange(start, start + len(chunk))
             layout = causal_layout(start, len(chunk))
-            logits = self._forward(cache, chunk, positions, layout, last_only=True)  # (1, V)
+            logits = self._forward(cache, chunk, positions, layout, judged=1)  # (1, V)
         return greedy_among(logits[-1], allowed)
 
     @torch.inference_mode()
     def verify(
-        self, cache: KVBuffer, tokens: Sequence[int], depths: Sequence[int], visible: np.ndarray
+        self,
+        cache: KVBuffer,
+        tokens: Sequence[int],
+        depths: Sequence[int],
+        visible: np.ndarray,
+        judged: int | None = None,
     ) -> list[int]:
         positions = torch.tensor(depths, dtype=torch.long) + cache.length
         layout = tree_layout(cache.length, visible)
-        logits = self._forward(cache, tokens, positions, layout)  # (N+1, V)
+        logits = self._forward(cache, tokens, positions, layout, judged)  # (judged, V)
         return list(logits.max(dim=-1).indices.tolist())  # the step's one host sync
 
     @torch.inference_mode()
@@ -193,9 +198,10 @@ class NativeForward:
         tokens: Sequence[int],
         positions: torch.Tensor,  # (Q,)
         layout: RowLayout,
-        last_only: bool = False,
+        judged: int | None = None,
     ) -> torch.Tensor:
-        """Logits (Q, V), or (1, V) for the last token only; appends Q rows to `cache`."""
+        """Logits (Q, V), or (judged, V) for the last `judged` rows; appends Q rows to
+        `cache`."""
         q_len = len(tokens)
         cache.reserve(q_len + BLOCK)  # attention reads whole blocks past the last row
         start = cache.length
@@ -207,8 +213,8 @@ class NativeForward:
             hidden = hidden + attended
             hidden = hidden + self._mlp(layer, hidden)
         cache.length = start + q_len
-        if last_only:
-            hidden = hidden[-1:]
+        if judged is not None:
+            hidden = hidden[-judged:]
         normed = self._norm(hidden, self._final_norm).to(self.compute_dtype)
         return self._head(normed)
 

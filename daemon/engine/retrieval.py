@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 _KEY_TOKENS = 16  # SuffixIndex.longest_match reads at most this many context tokens
+# document-order context a draft looks up: longer than any match is followed (drafters' 32)
+_QUERY_TOKENS = 40
 _CACHE_ENTRIES = 4096
 
 
@@ -132,6 +134,9 @@ class DraftSources:
     project: tuple[SuffixIndex, ...] = ()  # the project store's search layers
     expressions: tuple[SuffixIndex, ...] = ()
     whitespace_ids: frozenset[int] = frozenset()  # tokens that decode to whitespace only
+    # fill-in-the-middle markers (prefix, suffix, middle): drafts look up the text before the
+    # hole and after the middle marker as one, in document order
+    fim_ids: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -178,12 +183,15 @@ class RetrievalDrafter:
         self._last_from_store: set[tuple[int, ...]] = set()
         self._last_kind = "other"
         self.stats = DraftStats()
+        self.fim_ids = sources.fim_ids
+        self._seam: tuple[int, int] | None = None  # (hole, middle marker) positions
 
     # -- Drafter protocol -------------------------------------------------------------------
 
     def begin(self, prompt: Sequence[int]) -> None:
         if self.context is not None:
             self.context.begin(prompt)
+        self._seam = _seam(prompt, self.fim_ids)
         self._misses = self._backoff = 0
         self.stats = DraftStats()
 
@@ -210,21 +218,37 @@ class RetrievalDrafter:
     def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
         weights = self.plan.weights
         candidates: list[Candidate] = []
+        query = self._query(context)
         if self.context is not None:
-            found = self.context.propose(context, depth)
+            found = self.context.propose(context, depth, query)
+            if self.fim_ids is not None:  # the prompt's own markers are never drafted
+                found = _before_markers(found, self.fim_ids)
             candidates += _tagged(found, weights.context, "context")
         if self.history is not None:
-            candidates += _tagged(self.history.propose(context, depth), weights.history, "history")
+            candidates += _tagged(self.history.propose(query, depth), weights.history, "history")
         if self.successors is not None:
-            found = self.successors.propose(context, depth)
+            found = self.successors.propose(query, depth)
             candidates += _tagged(found, weights.recycled, "recycled")
         self._last_from_store = set()
-        self._last_kind = "after_whitespace" if context[-1] in self.whitespace_ids else "other"
+        self._last_kind = "after_whitespace" if query[-1] in self.whitespace_ids else "other"
         if self._should_retrieve():
-            found = self._retrieve(context, depth)
+            found = self._retrieve(query, depth)
             self._last_from_store = {c.tokens for c in found}
             candidates += found
         return candidates
+
+    def _query(self, context: Sequence[int]) -> Sequence[int]:
+        """The end of `context` that drafts continue: in a fill-in-the-middle prompt, the text
+        before the hole followed by what comes after the middle marker (the line typed so far
+        and the output), as the document has them. Right after the marker the context's own
+        end is a marker no source holds, and the first tokens would go undrafted."""
+        if self._seam is None:
+            return context
+        hole, middle = self._seam
+        written = context[middle + 1 :][-_QUERY_TOKENS:]
+        if len(written) >= _QUERY_TOKENS or hole == 0:
+            return written or context
+        return [*context[max(0, hole - _QUERY_TOKENS) : hole], *written]
 
     # -- retrieval --------------------------------------------------------------------------
 
@@ -277,6 +301,35 @@ class RetrievalDrafter:
         share = weight * match.length / max(match.count, 1)
         continuations = store.continuations(match, depth, self.tuning.max_continuations)
         return [Candidate(tokens, share, source, match.length) for tokens in continuations]
+
+
+def _seam(prompt: Sequence[int], fim_ids: tuple[int, int, int] | None) -> tuple[int, int] | None:
+    """Positions of the suffix and middle markers of a fill-in-the-middle `prompt`."""
+    if fim_ids is None:
+        return None
+    _, hole_id, middle_id = fim_ids
+    for middle in range(len(prompt) - 1, -1, -1):
+        if prompt[middle] == middle_id:
+            for hole in range(middle - 1, -1, -1):
+                if prompt[hole] == hole_id:
+                    return hole, middle
+            return None
+    return None
+
+
+def _before_markers(candidates: list[Candidate], markers: tuple[int, ...]) -> list[Candidate]:
+    """Candidates cut before the first marker they hold; those left empty dropped."""
+    kept = []
+    for candidate in candidates:
+        tokens = candidate.tokens
+        cut = next((i for i, token in enumerate(tokens) if token in markers), len(tokens))
+        if cut == len(tokens):
+            kept.append(candidate)
+        elif cut:
+            kept.append(
+                Candidate(tokens[:cut], candidate.weight, candidate.source, candidate.match)
+            )
+    return kept
 
 
 def _tagged(candidates: list[Candidate], weight: float, source: str) -> list[Candidate]:

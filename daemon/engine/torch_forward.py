@@ -37,7 +37,7 @@ class TorchForward:
     ) -> int:
         start = cache.get_seq_length()
         positions = torch.arange(start, start + len(tokens), device=self.lm.device)
-        logits = self._forward(tokens, positions, cache, None, last_only=True)  # (1, V)
+        logits = self._forward(tokens, positions, cache, None, judged=1)  # (1, V)
         return greedy_among(logits[-1], allowed)
 
     @torch.inference_mode()
@@ -47,6 +47,7 @@ class TorchForward:
         tokens: Sequence[int],
         depths: Sequence[int],
         visible: np.ndarray,
+        judged: int | None = None,
     ) -> list[int]:
         past_len = cache.get_seq_length()
         positions = torch.tensor(depths, device=self.lm.device) + past_len
@@ -54,7 +55,7 @@ class TorchForward:
         mask = None
         if len(tokens) > 1:
             mask = tree_attention_mask(visible, past_len, self.lm.dtype, self.lm.device)
-        logits = self._forward(tokens, positions, cache, mask)  # (N+1, V)
+        logits = self._forward(tokens, positions, cache, mask, judged)  # (judged, V)
         return list(_greedy(logits).tolist())  # one host sync per step
 
     @torch.inference_mode()
@@ -83,16 +84,16 @@ class TorchForward:
         positions: torch.Tensor,  # (Q,)
         cache: DynamicCache,
         mask: torch.Tensor | None,
-        last_only: bool = False,
+        judged: int | None = None,
     ) -> torch.Tensor:
-        """Logits (Q, V), or (1, V) for the last token only."""
+        """Logits (Q, V), or (judged, V) for the last `judged` rows."""
         output = self.lm.model(
             input_ids=torch.tensor([list(tokens)], device=self.lm.device),  # (1, Q)
             position_ids=positions[None],  # (1, Q)
             cache=cache,
             attention_mask=mask,
             use_cache=True,
-            logits_to_keep=1 if last_only else 0,
+            logits_to_keep=judged or 0,
         )
         return output.logits[0]
 

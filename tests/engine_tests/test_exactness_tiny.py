@@ -254,6 +254,47 @@ def test_prefix_cache_reuse_gives_the_greedy_output(tiny: ForwardPort) -> None:
     assert reuse.reused > len(base)
 
 
+def test_a_short_prefill_verifies_a_draft_in_the_same_forward(tiny: ForwardPort) -> None:
+    """A prompt tail of a few rows (cold, or after reused rows) and a draft tree below its
+    last token go through one forward: a right draft makes the answer whole in that one
+    forward; a wrong or partly right one still gives greedy's tokens."""
+    from daemon.engine.decode import DRAFTED_PREFILL_ROWS, PrefixCache
+
+    for prompt in PROMPTS:
+        answer = greedy(tiny, prompt, 8)
+        whole = generate(
+            tiny, prompt, StopRule(8, ()), Oracle(answer, len(prompt), "deep"), FixedBudget(16)
+        )
+        assert whole.tokens == answer and whole.forwards == 1, prompt
+        for mode in ("all_wrong", "right_then_wrong", "scattered"):
+            oracle = Oracle(greedy(tiny, prompt, 40), len(prompt), mode)
+            assert generate(tiny, prompt, StopRule(24, ()), oracle, FixedBudget(16)).tokens == (
+                greedy(tiny, prompt, 24)
+            ), (prompt, mode)
+    # after reused rows: the typed tail and the draft share the forward
+    reuse = PrefixCache()
+    base = PROMPTS[3]
+    generate(tiny, base, StopRule(4, ()), reuse=reuse)
+    typed = [*base, 7, 8, 9]
+    answer = greedy(tiny, typed, 8)
+    result = generate(
+        tiny,
+        typed,
+        StopRule(8, ()),
+        Oracle(answer, len(typed), "deep"),
+        FixedBudget(16),
+        reuse=reuse,
+    )
+    assert result.tokens == answer and result.forwards == 1 and reuse.reused > len(base) - 1
+    # a long prefill is run alone: its first forward yields one token
+    long = list(range(DRAFTED_PREFILL_ROWS + 8))
+    answer = greedy(tiny, long, 8)
+    result = generate(
+        tiny, long, StopRule(8, ()), Oracle(answer, len(long), "deep"), FixedBudget(16)
+    )
+    assert result.tokens == answer and result.forwards == 2
+
+
 def test_warmed_rows_give_the_greedy_output(tiny: ForwardPort) -> None:
     """A warm-up prefills the prompt in small chunks before the request; a request that
     follows reuses those rows and answers exactly as a cold one; a cancelled warm-up keeps
