@@ -9,7 +9,9 @@ The speculative loop, one step:
   6. compact    — keep only the root's and the accepted nodes' rows of the KV cache.
 With no draft the step is exactly a plain greedy step, so `ar` is this loop with no drafter.
 A short prefill (a warm request: only the text typed since the last one) is the first step:
-its rows and a draft tree below the last prompt token go through one forward.
+its rows and a draft tree below the last prompt token go through one forward. Under a lead
+(lead.py) each of that tree's rows takes the best token the lead allows after its path, which
+is what the lead-in would have chosen row by row.
 The output equals greedy decoding token for token: a token is only ever committed when it is the
 argmax of logits computed over exactly the committed prefix.
 """
@@ -29,7 +31,7 @@ from daemon.engine.forward import ForwardPort
 from daemon.engine.lead import LeadIn
 from daemon.engine.plan import MAX_DEPTH
 from daemon.engine.stops import StopRule
-from daemon.engine.tree import EMPTY_TREE, DraftTree, ancestor_matrix
+from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, ancestor_matrix
 
 __all__ = ["DecodeResult", "PrefixCache", "generate", "warm"]
 
@@ -186,16 +188,17 @@ def _decode(
     started = time.perf_counter()
     accepted_per_step: list[int] = []
     tree = EMPTY_TREE
-    begun = drafter is not None and lead is None and len(context) - start <= DRAFTED_PREFILL_ROWS
+    held = _LeadRows(lead) if lead is not None else None
+    begun = drafter is not None and len(context) - start <= DRAFTED_PREFILL_ROWS
     if begun:
         assert drafter is not None
         drafter.begin(context)
-        tree = _draft(context, stop, 0, drafter, budget, max_depth)
+        tree = _draft(context, stop, 0, drafter, budget, max_depth, held)
     drafted = tree.size > 0
     if drafted:
         # a short prefill (a warm editor request) carries a draft of what follows: the
         # answer can be whole after this one forward instead of starting with one token
-        generated = _step(model, cache, start, context[start:], tree, drafter, budget)
+        generated = _step(model, cache, start, context[start:], tree, drafter, budget, held)
         accepted_per_step.append(len(generated) - 1)
         context.extend(generated[:-1])
         root = generated[-1]
@@ -254,13 +257,18 @@ def _draft(
     drafter: Drafter | None,
     budget: BudgetPolicy | None,
     max_depth: int,
+    held: _LeadRows | None = None,
 ) -> DraftTree:
     """The draft tree continuing `context` (whose last token is the step's root), sized by
-    the budget and the tokens the stop rule still allows after the root."""
+    the budget and the tokens the stop rule still allows after the root; under a lead, of
+    the candidates' parts that agree with it."""
     if drafter is None or budget is None:
         return EMPTY_TREE
     depth = min(max_depth, stop.max_new_tokens - generated - 1)
-    return budget.build(drafter.propose(context, depth), depth) if depth > 0 else EMPTY_TREE
+    if depth <= 0:
+        return EMPTY_TREE
+    candidates = drafter.propose(context, depth)
+    return budget.build(held.agreeing(candidates) if held else candidates, depth)
 
 
 def _step(
@@ -271,12 +279,15 @@ def _step(
     tree: DraftTree,
     drafter: Drafter | None,
     budget: BudgetPolicy | None,
+    held: _LeadRows | None = None,
 ) -> list[int]:
     """One forward over `chain` (tokens after the cache's `past_len` rows, in order; the last
     is the tree's root) and `tree`'s nodes. The chain's and the accepted path's rows stay in
-    the cache. Returns the committed tokens: the accepted drafts, then the bonus token."""
+    the cache. Returns the committed tokens: the accepted drafts, then the bonus token. Under
+    a lead, each row's token is the best of those the lead allows after its path."""
     rows = [*chain, *tree.tokens]
-    predicted, path = _verify_and_commit(model, cache, past_len, chain, tree)
+    allowed = held.per_row(tree) if held else None
+    predicted, path = _verify_and_commit(model, cache, past_len, chain, tree, allowed)
     accepted = [tree.tokens[node] for node in path] + [predicted[path[-1] + 1 if path else 0]]
     if drafter is not None and budget is not None:
         # what the root and the nodes were verified as, as in every step
@@ -286,7 +297,12 @@ def _step(
 
 
 def _verify_and_commit(
-    model: ForwardPort, cache: Any, past_len: int, chain: list[int], tree: DraftTree
+    model: ForwardPort,
+    cache: Any,
+    past_len: int,
+    chain: list[int],
+    tree: DraftTree,
+    allowed: list[list[int] | None] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Steps 3-6: verify the chain, then `tree`'s nodes below its last token (the root);
     returns the model's argmax after the root and after every node, and the accepted path
@@ -301,7 +317,51 @@ def _verify_and_commit(
         visible[:n, :n] = np.tri(n, dtype=bool)
         visible[n:, : n - 1] = True
         visible[n - 1 :, n - 1 :] = below
-    predicted = model.verify(cache, [*chain, *tree.tokens], depths, visible, judged=tree.size + 1)
+    rows = [*chain, *tree.tokens]
+    predicted = model.verify(cache, rows, depths, visible, judged=tree.size + 1, allowed=allowed)
     path = tree.walk(predicted)
     model.keep(cache, past_len, [*range(n), *(n + node for node in path)])
     return predicted, path
+
+
+class _LeadRows:
+    """A lead's allowed tokens after each token sequence a draft holds (looked up once each:
+    a lookup decodes the sequence): what drafts may propose under it, and what each verified
+    row's token must be among."""
+
+    def __init__(self, lead: LeadIn) -> None:
+        self.lead = lead
+        self._after: dict[tuple[int, ...], list[int] | None] = {}
+
+    def after(self, written: tuple[int, ...]) -> list[int] | None:
+        if written not in self._after:
+            parent = self.after(written[:-1]) if written else ()
+            # once the lead is covered it stays covered: no lookup below a free row
+            self._after[written] = None if parent is None else self.lead.allowed(written)
+        return self._after[written]
+
+    def agreeing(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """Candidates cut before their first token the lead does not allow."""
+        kept = []
+        for candidate in candidates:
+            tokens = candidate.tokens
+            cut = len(tokens)
+            for i, token in enumerate(tokens):
+                allowed = self.after(tokens[:i])
+                if allowed is None:
+                    break
+                if token not in allowed:
+                    cut = i
+                    break
+            if cut:
+                kept.append(
+                    Candidate(tokens[:cut], candidate.weight, candidate.source, candidate.match)
+                )
+        return kept
+
+    def per_row(self, tree: DraftTree) -> list[list[int] | None]:
+        """The allowed tokens after the root (the prompt) and after each node's path."""
+        paths: list[tuple[int, ...]] = []
+        for node, parent in enumerate(tree.parents):
+            paths.append((*(paths[parent] if parent >= 0 else ()), tree.tokens[node]))
+        return [self.after(()), *(self.after(path) for path in paths)]

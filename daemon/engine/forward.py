@@ -40,12 +40,14 @@ class ForwardPort(Protocol):
         depths: Sequence[int],
         visible: np.ndarray,
         judged: int | None = None,
+        allowed: Sequence[Sequence[int] | None] | None = None,
     ) -> list[int]:
         """One forward over a draft tree after the cache's rows: `tokens[0]` is the root (depth
         0), `visible` the (N+1, N+1) ancestor matrix (row i may attend to column j). Appends
         N+1 rows to the cache; returns the greedy token after each row (the first maximal
         logit: ties go to the lowest id), or after each of the last `judged` rows only (rows
-        before them are prompt rows run in the same forward, whose logits nobody needs)."""
+        before them are prompt rows run in the same forward, whose logits nobody needs).
+        `allowed`, per returned row: the ids (ascending) its token must be among, or None."""
 
     def keep(self, cache: Any, past_len: int, rows: Sequence[int]) -> None:
         """After `verify`: keep the tree rows past_len + rows[i] at past_len + i, drop the rest

@@ -5,7 +5,8 @@ training ("environ" + "me" where "environment" is one token), and the model then
 boundary as the end of the word. So the editor's prompt stops before the word, and the word is
 a `Lead`: greedy decoding picks, among the tokens that agree with what is left of it, the one
 with the highest logit, one row at a time, until the lead is covered; then decoding goes on
-unconstrained. Speculative and plain decoding run the same lead-in, so they stay identical.
+unconstrained. Speculative and plain decoding run the same lead-in, so they stay identical (a
+short prefill that carries a draft verifies its rows under the same restriction: decode.py).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from daemon.engine.exact_attention import (
 )
 from daemon.engine.linears import Linear, make_linear
 from daemon.engine.models import LoadedModel
-from daemon.engine.torch_forward import greedy_among
+from daemon.engine.torch_forward import greedy_among, greedy_rows
 
 __all__ = ["KVBuffer", "NativeForward", "supports_native"]
 
@@ -173,11 +173,12 @@ class NativeForward:
         depths: Sequence[int],
         visible: np.ndarray,
         judged: int | None = None,
+        allowed: Sequence[Sequence[int] | None] | None = None,
     ) -> list[int]:
         positions = torch.tensor(depths, dtype=torch.long) + cache.length
         layout = tree_layout(cache.length, visible)
         logits = self._forward(cache, tokens, positions, layout, judged)  # (judged, V)
-        return list(logits.max(dim=-1).indices.tolist())  # the step's one host sync
+        return greedy_rows(logits, allowed)
 
     @torch.inference_mode()
     def keep(self, cache: KVBuffer, past_len: int, rows: Sequence[int]) -> None:

@@ -48,6 +48,7 @@ class TorchForward:
         depths: Sequence[int],
         visible: np.ndarray,
         judged: int | None = None,
+        allowed: Sequence[Sequence[int] | None] | None = None,
     ) -> list[int]:
         past_len = cache.get_seq_length()
         positions = torch.tensor(depths, device=self.lm.device) + past_len
@@ -56,7 +57,7 @@ class TorchForward:
         if len(tokens) > 1:
             mask = tree_attention_mask(visible, past_len, self.lm.dtype, self.lm.device)
         logits = self._forward(tokens, positions, cache, mask, judged)  # (judged, V)
-        return list(_greedy(logits).tolist())  # one host sync per step
+        return greedy_rows(logits, allowed)
 
     @torch.inference_mode()
     def keep(self, cache: DynamicCache, past_len: int, rows: Sequence[int]) -> None:
@@ -122,6 +123,16 @@ def greedy_among(logits: torch.Tensor, allowed: Sequence[int] | None) -> int:
         return int(_greedy(logits))
     ids = torch.tensor(list(allowed), device=logits.device)
     return int(ids[_greedy(logits.index_select(0, ids))])
+
+
+def greedy_rows(logits: torch.Tensor, allowed: Sequence[Sequence[int] | None] | None) -> list[int]:
+    """The first maximal logit of each row (R, V); a row with an `allowed` list (ascending
+    ids) picks among those only (a lead's rows)."""
+    best = list(_greedy(logits).tolist())  # one host sync for the rows a lead leaves free
+    for row, ids in enumerate(allowed or ()):
+        if ids is not None:
+            best[row] = greedy_among(logits[row], ids)
+    return best
 
 
 def _greedy(logits: torch.Tensor) -> torch.Tensor:

@@ -407,9 +407,19 @@ def test_a_lead_holds_the_first_tokens_and_speculation_stays_exact(tiny: Forward
             lead=TokenLead(sets),
         )
         assert fast.tokens == led.tokens, prompt
-        # drafting begins after the lead-in, its context one lead token longer than the prompt
-        oracle = Oracle(led.tokens[1:] + [0] * 64, len(prompt) + 1, "deep")
+        # a short prompt is drafted from its prefill on: the lead's rows take the best of the
+        # tokens it allows, so a draft of the led answer is accepted through the lead
+        oracle = Oracle(led.tokens + [0] * 64, len(prompt), "deep")
         deep = generate(
             tiny, prompt, StopRule(32, ()), oracle, FixedBudget(16), lead=TokenLead(sets)
         )
-        assert deep.tokens == led.tokens and deep.mean_accepted > 2.0, prompt
+        assert deep.tokens == led.tokens and deep.forwards <= 4, prompt
+        assert deep.accepted[0] >= 2, prompt  # past the lead's two tokens in the first forward
+        # drafts against the lead (greedy's free answer, wrong tokens) never change it
+        for mode in ("all_wrong", "wide", "scattered"):
+            for truth in (free, led.tokens):
+                drafts = Oracle(truth + [0] * 64, len(prompt), mode)
+                held = generate(
+                    tiny, prompt, StopRule(32, ()), drafts, FixedBudget(16), lead=TokenLead(sets)
+                )
+                assert held.tokens == led.tokens, (prompt, mode)
