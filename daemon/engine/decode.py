@@ -332,6 +332,7 @@ class _LeadRows:
     def __init__(self, lead: LeadIn) -> None:
         self.lead = lead
         self._after: dict[tuple[int, ...], list[int] | None] = {}
+        self._sets: dict[tuple[int, ...], frozenset[int]] = {}  # the same, for membership
 
     def after(self, written: tuple[int, ...]) -> list[int] | None:
         if written not in self._after:
@@ -347,10 +348,13 @@ class _LeadRows:
             tokens = candidate.tokens
             cut = len(tokens)
             for i, token in enumerate(tokens):
-                allowed = self.after(tokens[:i])
+                written = tokens[:i]
+                allowed = self.after(written)
                 if allowed is None:
                     break
-                if token not in allowed:
+                if written not in self._sets:  # a lead of one letter allows thousands
+                    self._sets[written] = frozenset(allowed)
+                if token not in self._sets[written]:
                     cut = i
                     break
             if cut:
