@@ -285,13 +285,12 @@ def _step(
     is the tree's root) and `tree`'s nodes. The chain's and the accepted path's rows stay in
     the cache. Returns the committed tokens: the accepted drafts, then the bonus token. Under
     a lead, each row's token is the best of those the lead allows after its path."""
-    rows = [*chain, *tree.tokens]
     allowed = held.per_row(tree) if held else None
     predicted, path = _verify_and_commit(model, cache, past_len, chain, tree, allowed)
     accepted = [tree.tokens[node] for node in path] + [predicted[path[-1] + 1 if path else 0]]
     if drafter is not None and budget is not None:
         # what the root and the nodes were verified as, as in every step
-        drafter.observe(accepted, rows[len(chain) - 1 :], predicted)
+        drafter.observe(accepted, [chain[-1], *tree.tokens], predicted)
         budget.record(tree, path)
     return accepted
 
