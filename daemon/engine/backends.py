@@ -4,15 +4,19 @@
 - `native`: our decoder (`native_forward.py`) on the model's weights in its dtype;
 - `native-w8a8`: the same decoder with int8 weights and activations (`linears.Int8Linear`).
 
-`auto` picks what measured fastest (README, "CPU backends"): on a CPU `native-w8a8` for the
-model families the native decoder knows, otherwise `transformers`. `native-w8a8` is also the
-one whose speculative output is bit for bit its greedy output in the precision it runs in:
-its matrix products are integer, hence row-invariant, and its attention is built to be
-(`exact_attention.py`); the float backends are exact in float32 only.
+`auto` picks what measured fastest (README, "CPU backends"): on a CPU with our C kernels
+(AVX-512 VNNI and a compiler) `native-w8a8` for the model families the native decoder knows;
+on other CPUs (AVX2 only: many AMD EPYC and desktop parts) `native`, in float32 there (`auto`
+dtype), since int8 products without VNNI are no faster than float32 ones; otherwise
+`transformers`. With the kernels `native-w8a8` is the backend whose speculative output is bit
+for bit its greedy output in the precision it runs in: its matrix products are integer, its
+attention and norm row-invariant kernels (`exact_attention.py`, `cpu_kernels.py`); without
+them every backend is exact in float32 only (tested token for token on real prompts).
 """
 
 from __future__ import annotations
 
+from daemon.engine import cpu_kernels
 from daemon.engine.forward import ForwardPort
 from daemon.engine.models import LoadedModel
 from daemon.engine.native_forward import NativeForward, supports_native
@@ -30,7 +34,9 @@ def resolve_backend(requested: str, lm: LoadedModel) -> str:
         raise UsageError(f"unknown backend {requested!r}; use {', '.join(BACKENDS)}")
     native = supports_native(lm)
     if requested == "auto":
-        return "native-w8a8" if native else "transformers"
+        if not native:
+            return "transformers"
+        return "native-w8a8" if cpu_kernels.kernel_available() else "native"
     if requested.startswith("native") and not native:
         raise UsageError(
             f"the native backend runs Qwen2/Llama-style models on the CPU; {lm.name} on "

@@ -32,7 +32,7 @@ SIZES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 65)
 # ~1,600 tokens), which made the adaptive budget pick trees too big.
 _CONTEXT = 1024
 # bump when the measurement (or the attention it times) changes, so cached curves are re-measured
-_CURVE_VERSION = 3
+_CURVE_VERSION = 4
 
 
 class BudgetPolicy(Protocol):

@@ -5,11 +5,13 @@ quantizes each activation row to int8 with its own scale just before the product
 multiplies int8 by int8 into int32. Integer accumulation is exact, so a row's result does not
 depend on which other rows share the product, and the weights stream at half bf16's bytes.
 Where the CPU has AVX-512 VNNI the same arithmetic runs in our own kernel (`cpu_kernels.py`),
-which is much faster than `_int_mm` for the 2-32 rows of a draft tree; both give the same bits.
+which is much faster than `_int_mm` for the 2-32 rows of a draft tree; elsewhere exact float32
+products of the integers do (`Int8Linear`); all give the same bits.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Protocol
 
 import torch
@@ -47,20 +49,37 @@ class Bf16Linear:
 
 
 class Int8Linear:
-    """W8A8: int8 weights per output channel, int8 activations per row, int32 accumulation."""
+    """W8A8: int8 weights per output channel, int8 activations per row, int32 accumulation.
+
+    Three ways to the same integer products (`product`): our kernel (`"kernel"`, AVX-512
+    VNNI); torch's `_int_mm` (`"int_mm"`, the reference: oneDNN's int8 path, but without VNNI
+    it falls back to code ~35x slower than a float32 product); or float32 products of the
+    integer values (`"float"`, the default without the kernel). A float32 sum of int8 x int8
+    products is exact while every partial sum stays below 2**24, whatever the order of
+    summation, so the input dimension is cut into blocks of at most `_EXACT_BLOCK` columns and
+    the blocks' exact sums are added in float64: the same bits as `_int_mm`, at float32's
+    speed, for a float32 copy of the weight (4 bytes a parameter, as the native float32
+    backend holds).
+    """
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: bool | None = None
+        self, weight: torch.Tensor, bias: torch.Tensor | None, product: str | None = None
     ) -> None:
         full = weight.float()  # (out, in)
         scale = full.abs().amax(dim=1).clamp(min=1e-8) / 127.0
         quantized = torch.round(full / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        if kernel is None:
-            kernel = cpu_kernels.kernel_available() and weight.shape[1] % 4 == 0
-        # only one copy of the int8 weight is kept: the kernel's tile layout, or (out, in) for
-        # _int_mm, handed to it transposed, the layout it streams fastest (1.6x a (in, out) copy)
-        self.packed = cpu_kernels.pack(quantized, scale, bias) if kernel else None
-        self.weight = None if kernel else quantized
+        if product is None:
+            usable = cpu_kernels.kernel_available() and weight.shape[1] % 4 == 0
+            product = "kernel" if usable else "float"
+        if product not in _PRODUCTS:
+            raise ValueError(f"unknown int8 product {product!r}")
+        self.product = product
+        # only one copy of the weight is kept, in the layout its product streams fastest: the
+        # kernel's tiles; (out, in) for _int_mm, handed to it transposed (1.6x a (in, out)
+        # copy); float32 (in, out) blocks for the float path
+        self.packed = cpu_kernels.pack(quantized, scale, bias) if product == "kernel" else None
+        self.weight = quantized if product == "int_mm" else None
+        self.blocks = _exact_blocks(quantized) if product == "float" else ()
         self.scale = scale  # (out,) float32
         self.bias = None if bias is None else bias.float()
 
@@ -71,15 +90,46 @@ class Int8Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None:
             return cpu_kernels.w8a8_linear(x.float(), self.packed).to(x.dtype)
-        assert self.weight is not None
         rows = x.float()
         row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127.0  # (rows, 1)
-        quantized = torch.round(rows / row_scale).to(torch.int8)
-        product = torch._int_mm(quantized, self.weight.t())  # (rows, out) int32, exact
-        out = product.float().mul_(row_scale).mul_(self.scale)
+        quantized = torch.round(rows / row_scale)  # integers in [-127, 127]
+        if self.weight is not None:
+            product = torch._int_mm(quantized.to(torch.int8), self.weight.t()).float()
+        else:
+            product = _exact_product(quantized, self.blocks)  # (rows, out)
+        out = product.mul_(row_scale).mul_(self.scale)
         if self.bias is not None:
             out += self.bias
         return out.to(x.dtype)
+
+
+_PRODUCTS = ("kernel", "int_mm", "float")
+# 127 * 127 * 1040 < 2**24: a float32 dot product of this many int8 pairs is exact
+_EXACT_BLOCK = 1040
+
+
+def _exact_blocks(quantized: torch.Tensor) -> tuple[tuple[int, int, torch.Tensor], ...]:
+    """(start, end, float32 (end - start, out) weight block) over the input dimension, cut
+    evenly into blocks short enough for exact float32 sums."""
+    inputs = quantized.shape[1]
+    count = -(-inputs // _EXACT_BLOCK)
+    bounds = [round(inputs * i / count) for i in range(count + 1)]
+    return tuple(
+        (a, b, quantized[:, a:b].t().float().contiguous()) for a, b in itertools.pairwise(bounds)
+    )
+
+
+def _exact_product(
+    quantized: torch.Tensor, blocks: tuple[tuple[int, int, torch.Tensor], ...]
+) -> torch.Tensor:
+    """(rows, in) integer-valued float32 @ the blocks -> (rows, out) float32: the int32 sums
+    `_int_mm` gives, rounded to float32 as it is."""
+    if len(blocks) == 1:  # one exact block: its float32 sums are the integers themselves
+        return quantized @ blocks[0][2]
+    total = torch.zeros(quantized.shape[0], blocks[0][2].shape[1], dtype=torch.float64)
+    for a, b, block in blocks:
+        total += quantized[:, a:b] @ block  # each block's sum exact, float64 adds them exactly
+    return total.float()
 
 
 def make_linear(kind: str, weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:

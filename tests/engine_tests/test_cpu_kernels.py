@@ -27,8 +27,8 @@ def test_w8a8_kernel_equals_int_mm_bit_for_bit(outputs: int, inputs: int, bias: 
     weight = torch.randn(outputs, inputs) * 0.05
     shift = torch.randn(outputs) if bias else None
     kernel, reference = (
-        Int8Linear(weight, shift, kernel=True),
-        Int8Linear(weight, shift, kernel=False),
+        Int8Linear(weight, shift, product="kernel"),
+        Int8Linear(weight, shift, product="int_mm"),
     )
     assert kernel.uses_kernel and not reference.uses_kernel
     for rows in (1, 2, 5, 6, 7, 13, 33, 256):  # groups of six rows, and their remainders
@@ -38,7 +38,7 @@ def test_w8a8_kernel_equals_int_mm_bit_for_bit(outputs: int, inputs: int, bias: 
 
 def test_w8a8_rows_do_not_depend_on_each_other() -> None:
     torch.manual_seed(1)
-    linear = Int8Linear(torch.randn(300, 64), None, kernel=True)
+    linear = Int8Linear(torch.randn(300, 64), None, product="kernel")
     x = torch.randn(9, 64)
     together = linear(x)
     for i in range(9):

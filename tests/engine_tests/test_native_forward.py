@@ -34,7 +34,14 @@ def tiny_bf16() -> LoadedModel:
 # weights through the bf16 kernel: row-invariant where the CPU has avx512_bf16)
 WEIGHTS = [
     "same",
-    "int8",
+    pytest.param(
+        "int8",
+        marks=pytest.mark.skipif(
+            not cpu_kernels.kernel_available(),
+            reason="without the C kernels torch's attention is row-invariant on some CPUs only"
+            " (AVX2: its matrix products group a row's sums by the number of rows)",
+        ),
+    ),
     pytest.param(
         "bf16",
         marks=pytest.mark.skipif(
@@ -154,6 +161,22 @@ def test_int8_products_do_not_depend_on_the_other_rows() -> None:
     dense = DenseLinear(weight, bias)(rows)
     relative = (together - dense).norm() / dense.norm()
     assert relative < 0.02  # per-channel int8 weights, per-row int8 activations
+
+
+@pytest.mark.parametrize(("outputs", "inputs"), [(64, 896), (48, 4864), (40, 1041)])
+def test_int8_float_products_equal_int_mm_bit_for_bit(outputs: int, inputs: int) -> None:
+    """The path of CPUs without VNNI: float32 products of the int8 values, cut into blocks
+    whose sums are exact, give `_int_mm`'s bits, at the extremes of int8 too (every product
+    +-127 * 127, the largest sums there are)."""
+    torch.manual_seed(inputs)
+    weight = torch.randn(outputs, inputs)
+    weight[0] = 1.0  # row 0 quantizes to all +127
+    weight[1, ::2], weight[1, 1::2] = 1.0, -0.999  # alternating signs: cancellations
+    floats, reference = Int8Linear(weight, None, "float"), Int8Linear(weight, None, "int_mm")
+    assert len(floats.blocks) == -(-inputs // 1040)
+    rows = torch.randn(5, inputs) * 4
+    rows[0] = 2.5  # quantizes to all +127: row 0 x weight row 0 = 127 * 127 * inputs
+    assert torch.equal(floats(rows), reference(rows))
 
 
 def test_unsupported_models_are_refused(tiny_lm: LoadedModel) -> None:
