@@ -54,14 +54,14 @@ def _run(lab: Lab, method: str, prompt: str, n: int) -> Completion:
 def test_codeswift_equals_greedy_on_ten_humaneval_prompts(lab: Lab) -> None:
     """The default, and a fixed 16-node tree every step: where this CPU's cost curve makes
     the default draft little (multi-row float32 products ~3x a one-row step on an AVX2 EPYC),
-    the fixed tree still verifies drafts on every prompt."""
+    the fixed tree still verifies drafts (two prompts: CI time on slow machines)."""
     accepted = []
     for index, (task_id, prompt) in enumerate(humaneval_prompts(10)):
         reference = _run(lab, "ar", prompt, 128)
         fast = _run(lab, "codeswift", prompt, 128)
         assert fast.decoded.tokens == reference.decoded.tokens, task_id
         assert fast.text == reference.text
-        if index < 5:
+        if index < 2:
             wide = _run(lab, "codeswift-no-budget", prompt, 128).decoded
             assert wide.tokens == reference.decoded.tokens, task_id
             accepted.append(wide.mean_accepted)
