@@ -73,7 +73,6 @@ class Int8Linear:
             product = "kernel" if usable else "float"
         if product not in _PRODUCTS:
             raise ValueError(f"unknown int8 product {product!r}")
-        self.product = product
         # only one copy of the weight is kept, in the layout its product streams fastest: the
         # kernel's tiles; (out, in) for _int_mm, handed to it transposed (1.6x a (in, out)
         # copy); float32 (in, out) blocks for the float path
