@@ -60,8 +60,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=_BACKENDS,
         default="auto",
-        help="what runs the model: auto picks native-w8a8 on a CPU with AVX-512 VNNI, native "
-        "(float32) on other CPUs, transformers on CUDA",
+        help="what runs the model: auto picks native-w8a8 on a CPU with AVX-512 VNNI or AVX2, "
+        "native (float32) on other CPUs, transformers on CUDA",
     )
     parser.add_argument("--max-new-tokens", type=_positive, default=128, metavar="N")
     parser.add_argument(

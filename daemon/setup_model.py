@@ -57,9 +57,9 @@ def _build_cpu_kernels() -> None:
 
     if cpu_kernels.kernel_available():
         bf16 = " and bf16" if cpu_kernels.bf16_available() else ""
-        _say(f"CPU kernels: ready (AVX-512 VNNI int8{bf16})")
+        _say(f"CPU kernels: ready ({cpu_kernels.kernel_isa()} int8{bf16})")
     else:
-        _say("CPU kernels: not used here (no AVX-512 VNNI or no C compiler); torch ops instead")
+        _say("CPU kernels: not used here (neither AVX-512 VNNI nor AVX2, or no C compiler)")
 
 
 def _build_general_store(name: str) -> None:

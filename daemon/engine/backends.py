@@ -4,13 +4,11 @@
 - `native`: our decoder (`native_forward.py`) on the model's weights in its dtype;
 - `native-w8a8`: the same decoder with int8 weights and activations (`linears.Int8Linear`).
 
-`auto` picks (README, "CPU backends"): on a CPU with our C kernels, fastest there
-(AVX-512 VNNI and a compiler) `native-w8a8` for the model families the native decoder knows;
-on other CPUs (AVX2 only: many AMD EPYC and desktop parts) `native`, in float32 there (`auto`
-dtype): without the row-invariant kernels int8 activations turn a last-bit difference
-between a tree row and a one-token row into a whole quantization step, so near-ties flip
-more often than in float32 (the float-block int8 path measured faster there, 3.25 against
-2.33 tok/s greedy on an AVX2 EPYC, and stays available by name); otherwise `transformers`.
+`auto` picks (README, "CPU backends"): on a CPU with our C kernels (AVX-512 VNNI or AVX2 +
+FMA, and a compiler) `native-w8a8` for the model families the native decoder knows; on other
+CPUs `native`, in float32 there (`auto` dtype): without the row-invariant kernels int8
+activations turn a last-bit difference between a tree row and a one-token row into a whole
+quantization step, so near-ties flip more often than in float32; otherwise `transformers`.
 With the kernels `native-w8a8` is the backend whose speculative output is bit for bit its
 greedy output in the precision it runs in: its matrix products are integer, its attention and
 norm row-invariant kernels (`exact_attention.py`, `cpu_kernels.py`); without them every

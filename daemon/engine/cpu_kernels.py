@@ -1,19 +1,22 @@
-"""The native decoder's CPU kernels (`cpu_kernels.c`): built once per machine, loaded with ctypes.
+"""The native decoder's CPU kernels, built once per machine, loaded with ctypes.
 
-- `w8a8_linear`: the W8A8 product of `linears.Int8Linear`, bit for bit, much faster than
-  torch's `_int_mm` for the 2-32 rows of a draft tree on AVX-512 VNNI;
-- `bf16_linear`: bf16 x bf16 into float32 (`vdpbf16ps`, CPUs with avx512_bf16), every row
+Two sources with the same functions: `cpu_kernels.c` for AVX-512 VNNI (Intel Ice Lake and
+later, AMD Zen 4) and `cpu_kernels_avx2.c` for AVX2 + FMA (AMD Zen 2 and 3, older Intel).
+
+- `w8a8_linear`: the W8A8 product of `linears.Int8Linear`, bit for bit (integer products),
+  much faster than torch's `_int_mm` for the 2-32 rows of a draft tree;
+- `bf16_linear` (AVX-512 source, CPUs with avx512_bf16): bf16 x bf16 into float32, every row
   summed in the same order whatever the number of rows (torch's bf16 `linear` was not
   row-invariant for every shape);
 - `attention` and `rms_norm`: float32, each row computed alone in a fixed order, so a row's bits
   never depend on the rows computed with it (`native_forward.py` relies on that for lossless
   verification; torch's batched kernels kept it on one CPU here and not on another).
 
-The C source ships with the package; the first native forward on a CPU with AVX-512 VNNI
-compiles it with the system C compiler (about a second) into the user cache, keyed by the
-source, the compiler and the flags, and later runs load the library from there. Without such a
-CPU or compiler the native backends keep their torch code. `CODESWIFT_CPU_KERNELS=0` turns the
-kernels off, to compare the two.
+The C sources ship with the package; the first native forward compiles the one this CPU can run
+with the system C compiler (about a second) into the user cache, keyed by the source, the
+compiler and the flags, and later runs load the library from there. Without such a CPU or a
+compiler the native backends keep their torch code. `CODESWIFT_CPU_KERNELS=0` turns the kernels
+off, to compare the two.
 
 The library is linked against `libgomp.so.1`, the OpenMP runtime torch's CPU wheel already
 loaded under that name, so the kernel's threads are torch's threads and the two never compete
@@ -29,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,23 +48,41 @@ __all__ = [
     "bf16_available",
     "bf16_linear",
     "kernel_available",
+    "kernel_isa",
     "pack",
     "rms_norm",
     "w8a8_linear",
 ]
 
-TILE = 64  # output channels per tile, as in the C source
-_SOURCE = Path(__file__).with_name("cpu_kernels.c")
-_FLAGS = (
-    "-O3",
-    "-mavx512f",
-    "-mavx512bw",
-    "-mavx512vnni",
-    "-mavx512bf16",  # only `bf16_linear` uses it, called only where the CPU has it
-    "-fopenmp",
-    "-ffp-contract=off",
+TILE = 64  # output channels per tile, as in the C sources
+
+
+@dataclass(frozen=True)
+class _Isa:
+    """One kernel source and what it needs: the CPU's flags and the compiler's."""
+
+    name: str
+    source: Path
+    cpu_flags: frozenset[str]
+    compiler_flags: tuple[str, ...]
+
+
+_COMMON_FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off")
+_ISAS = (
+    _Isa(
+        "avx512-vnni",
+        Path(__file__).with_name("cpu_kernels.c"),
+        frozenset({"avx512f", "avx512bw", "avx512_vnni"}),
+        # -mavx512bf16: only `bf16_linear` uses it, called only where the CPU has it
+        ("-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx512bf16", *_COMMON_FLAGS),
+    ),
+    _Isa(
+        "avx2",
+        Path(__file__).with_name("cpu_kernels_avx2.c"),
+        frozenset({"avx2", "fma"}),
+        ("-mavx2", "-mfma", *_COMMON_FLAGS),
+    ),
 )
-_NEEDED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512_vnni"}
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 
 
@@ -73,11 +95,16 @@ class PackedInt8:
         weight = torch.zeros((padded, in_features), dtype=torch.int8)
         weight[:out_features] = quantized
         self.out_features, self.in_features, self.padded = out_features, in_features, padded
-        tiles = weight.view(padded // TILE, TILE // 16, 16, in_features // 4, 4)
-        # stored as unsigned bytes (w + 128): vpdpbusd's unsigned operand, which lets the
-        # signed activations be its broadcast memory operand
-        unsigned = (tiles.permute(0, 3, 1, 2, 4).to(torch.int16) + 128).to(torch.uint8)
-        self.weight = unsigned.contiguous()
+        if kernel_isa() == "avx2":
+            # blocks of 16 outputs, pairs of inputs: [block][in / 2][16][2], signed
+            blocks = weight.view(padded // 16, 16, in_features // 2, 2)
+            self.weight = blocks.permute(0, 2, 1, 3).contiguous()
+        else:
+            tiles = weight.view(padded // TILE, TILE // 16, 16, in_features // 4, 4)
+            # stored as unsigned bytes (w + 128): vpdpbusd's unsigned operand, which lets the
+            # signed activations be its broadcast memory operand
+            unsigned = (tiles.permute(0, 3, 1, 2, 4).to(torch.int16) + 128).to(torch.uint8)
+            self.weight = unsigned.contiguous()
         self.scale = _padded(scale.float(), padded)
         self.bias = None if bias is None else _padded(bias.float(), padded)
 
@@ -117,7 +144,8 @@ def w8a8_linear(x: torch.Tensor, weight: PackedInt8) -> torch.Tensor:
     rows = x.contiguous()
     count = rows.shape[0]
     out = torch.empty((count, weight.padded), dtype=torch.float32)
-    quantized = torch.empty(count * weight.in_features, dtype=torch.int8)
+    # the activations' int8 values (VNNI) or int16 ones (AVX2): room for either
+    quantized = torch.empty(count * weight.in_features * 2, dtype=torch.int8)
     row_scales = torch.empty(count, dtype=torch.float32)
     offsets = torch.empty(count, dtype=torch.int32)
     library.w8a8_linear(
@@ -215,15 +243,27 @@ def kernel_available() -> bool:
     return _library() is not None
 
 
+def kernel_isa() -> str | None:
+    """Which kernel source this CPU runs ("avx512-vnni", "avx2"), None without kernels."""
+    isa = _isa()
+    return isa.name if isa is not None and kernel_available() else None
+
+
 def bf16_available() -> bool:
-    return kernel_available() and "avx512_bf16" in _cpu_flags()
+    return kernel_isa() == "avx512-vnni" and "avx512_bf16" in _cpu_flags()
+
+
+def _isa() -> _Isa | None:
+    """The first source (the widest vectors) whose instructions this CPU has."""
+    if os.environ.get("CODESWIFT_CPU_KERNELS", "1") == "0":
+        return None
+    return next((isa for isa in _ISAS if _cpu_flags() >= isa.cpu_flags), None)
 
 
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
-    if os.environ.get("CODESWIFT_CPU_KERNELS", "1") == "0" or not _cpu_flags() >= _NEEDED_CPU_FLAGS:
-        return None
-    path = _built_library()
+    isa = _isa()
+    path = None if isa is None else _built_library(isa)
     if path is None:
         return None
     library = ctypes.CDLL(str(path))
@@ -234,8 +274,9 @@ def _library() -> ctypes.CDLL | None:
     library.attention.argtypes = [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE]
     library.attention.argtypes += [_SIZE, _POINTER, _POINTER, _POINTER, _SIZE, ctypes.c_float]
     library.attention.argtypes += [_POINTER, _SIZE]
-    library.bf16_linear.restype = None
-    library.bf16_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE, _POINTER]
+    if hasattr(library, "bf16_linear"):  # the AVX-512 source only
+        library.bf16_linear.restype = None
+        library.bf16_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE, _POINTER]
     library.rms_norm.restype = None
     library.rms_norm.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, ctypes.c_float, _POINTER]
     return library
@@ -253,23 +294,24 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def _built_library() -> Path | None:
+def _built_library(isa: _Isa) -> Path | None:
     """The compiled library in the user cache, compiled now if missing (None: no compiler)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        _SOURCE.read_bytes() + version.encode() + " ".join(_FLAGS).encode()
+        isa.source.read_bytes() + version.encode() + " ".join(isa.compiler_flags).encode()
     ).hexdigest()[:16]
-    target = cache_root() / "kernels" / f"cpu-kernels-{key}.so"
+    target = cache_root() / "kernels" / f"cpu-kernels-{isa.name}-{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # build beside the target, then rename: a concurrent or killed build never leaves half a file
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
         built = Path(scratch) / target.name
-        command = [compiler, *_FLAGS, "-fPIC", "-shared", str(_SOURCE), "-o", str(built)]
+        command = [compiler, *isa.compiler_flags, "-fPIC", "-shared", str(isa.source)]
+        command += ["-o", str(built)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             warnings.warn(

@@ -4,9 +4,9 @@
 quantizes each activation row to int8 with its own scale just before the product; `_int_mm`
 multiplies int8 by int8 into int32. Integer accumulation is exact, so a row's result does not
 depend on which other rows share the product, and the weights stream at half bf16's bytes.
-Where the CPU has AVX-512 VNNI the same arithmetic runs in our own kernel (`cpu_kernels.py`),
-which is much faster than `_int_mm` for the 2-32 rows of a draft tree; elsewhere exact float32
-products of the integers do (`Int8Linear`); all give the same bits.
+Where the CPU has AVX-512 VNNI or AVX2 the same arithmetic runs in our own kernels
+(`cpu_kernels.py`), much faster than `_int_mm` for the 2-32 rows of a draft tree; elsewhere
+exact float32 products of the integers do (`Int8Linear`); all give the same bits.
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ class Int8Linear:
     """W8A8: int8 weights per output channel, int8 activations per row, int32 accumulation.
 
     Three ways to the same integer products (`product`): our kernel (`"kernel"`, AVX-512
-    VNNI); torch's `_int_mm` (`"int_mm"`, the reference: oneDNN's int8 path, but without VNNI
-    it falls back to code ~35x slower than a float32 product); or float32 products of the
-    integer values (`"float"`, the default without the kernel). A float32 sum of int8 x int8
-    products is exact while every partial sum stays below 2**24, whatever the order of
-    summation, so the input dimension is cut into blocks of at most `_EXACT_BLOCK` columns and
-    the blocks' exact sums are added in float64: the same bits as `_int_mm`, at float32's
-    speed, for a float32 copy of the weight (4 bytes a parameter, as the native float32
-    backend holds).
+    VNNI or AVX2); torch's `_int_mm` (`"int_mm"`, the reference: oneDNN's int8 path, but
+    without VNNI it falls back to code ~35x slower than a float32 product); or float32
+    products of the integer values (`"float"`, the default without the kernel). A float32
+    sum of int8 x int8 products is exact while every partial sum stays below 2**24, whatever
+    the order of summation, so the input dimension is cut into blocks of at most
+    `_EXACT_BLOCK` columns and the blocks' exact sums are added in float64: the same bits as
+    `_int_mm`, at float32's speed, for a float32 copy of the weight (4 bytes a parameter, as
+    the native float32 backend holds).
     """
 
     def __init__(

@@ -8,7 +8,7 @@ step is the weight matrices (the `Linear`s of `linears.py`) plus a few small flo
 - keys and values live in one float32 buffer per model, written in place, grown by doubling;
 - attention is one function for prompt rows, one-token steps and draft trees, meant to give a
   row the same bits whichever rows it is computed with: the C kernel (`cpu_kernels.py`) where
-  the CPU has AVX-512 VNNI, which computes every row alone, else `exact_attention.py` (block
+  the CPU has AVX-512 VNNI or AVX2, which computes every row alone, else `exact_attention.py` (block
   sums in absolute order, invariant only as far as torch's batched kernels are). With
   row-invariant products (int8, or the bf16 kernel) a verified tree row is then exactly the
   one-token step's row;

@@ -15,7 +15,8 @@ from daemon.engine.linears import Bf16Linear, Int8Linear
 from daemon.engine.native_forward import _rms_norm
 
 pytestmark = pytest.mark.skipif(
-    not cpu_kernels.kernel_available(), reason="this CPU has no AVX-512 VNNI (or no compiler)"
+    not cpu_kernels.kernel_available(),
+    reason="no kernels for this CPU (neither AVX-512 VNNI nor AVX2) or no compiler",
 )
 
 

@@ -19,7 +19,7 @@ def lab() -> Lab:
 
 
 def test_auto_is_the_native_decoder_on_a_cpu(lab: Lab) -> None:
-    """int8 where our VNNI kernels run it (fast and row-invariant), float32 elsewhere."""
+    """int8 where our C kernels run it (fast and row-invariant), float32 elsewhere."""
     expected = "native-w8a8" if cpu_kernels.kernel_available() else "native"
     assert lab.backend == expected == resolve_backend("auto", lab.engine.lm)
     with pytest.raises(UsageError, match="unknown backend"):

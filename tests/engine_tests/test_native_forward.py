@@ -39,7 +39,7 @@ WEIGHTS = [
         marks=pytest.mark.skipif(
             not cpu_kernels.kernel_available(),
             reason="without the C kernels torch's attention is row-invariant on some CPUs only"
-            " (AVX2: its matrix products group a row's sums by the number of rows)",
+            " (an AMD EPYC's matrix products grouped a row's sums by the number of rows)",
         ),
     ),
     pytest.param(
@@ -165,7 +165,7 @@ def test_int8_products_do_not_depend_on_the_other_rows() -> None:
 
 @pytest.mark.parametrize(("outputs", "inputs"), [(64, 896), (48, 4864), (40, 1041)])
 def test_int8_float_products_equal_int_mm_bit_for_bit(outputs: int, inputs: int) -> None:
-    """The path of CPUs without VNNI: float32 products of the int8 values, cut into blocks
+    """The path of CPUs without the kernels: float32 products of the int8 values, cut into blocks
     whose sums are exact, give `_int_mm`'s bits, at the extremes of int8 too (every product
     +-127 * 127, the largest sums there are)."""
     torch.manual_seed(inputs)
