@@ -12,7 +12,11 @@ Two things made a `codeswift index --watch` ignore Ctrl-C for good:
   a temporary file and renamed, so ending mid-write loses nothing.
 
 SIGINT raises `KeyboardInterrupt` in the main thread as usual; SIGTERM raises `Stopped`, its
-subclass, so one `except KeyboardInterrupt` handles both.
+subclass, so one `except KeyboardInterrupt` handles both. A signal that lands while the main
+thread is importing ends the process at once instead: an exception raised into a module's
+initialisation is not always an exception by the time it leaves (inside torch's native set-up it
+aborted the process, exit -6; inside a class's `__set_name__` it became a RuntimeError, exit 1),
+and nothing has been written that an import could leave half done.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ def handle_stop_signals(grace_s: float = _GRACE_S) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         _received.append(signum)
         _arm_deadline(grace_s, exit_code())
+        if _inside_import(frame):
+            end_now()
         raise KeyboardInterrupt if signum == signal.SIGINT else Stopped
 
     signal.signal(signal.SIGINT, on_signal)
@@ -81,6 +87,14 @@ def forget_interrupted_exec() -> None:
     whatever `main` returned (exit status -2, not 130). A clean `exec` resets that mark.
     """
     exec("")
+
+
+def _inside_import(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def end_now() -> NoReturn:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 # The main thread blocks the stop signals and sleeps in a wait nothing will end, as the event loop
 # of `serve` does between client messages; so the kernel must deliver SIGTERM to the other thread,
@@ -47,3 +48,55 @@ def test_a_signal_taken_by_another_thread_still_ends_the_process() -> None:
         child.wait()
     assert code == 128 + signal.SIGTERM, child.stderr.read() if child.stderr else code
     assert took < 5, took
+
+
+# A class attribute's `__set_name__` runs inside the import that defines the class; CPython wraps
+# an exception raised there in a RuntimeError (huggingface_hub's dataclasses did this when Ctrl-C
+# came during `import transformers`: exit 1 and a traceback instead of 130).
+_IMPORTER = textwrap.dedent(
+    """
+    import sys, time
+    from daemon import interrupts
+
+    interrupts.handle_stop_signals(grace_s=5.0)
+    sys.path.insert(0, sys.argv[1])
+    try:
+        import slow_module
+    except KeyboardInterrupt:
+        sys.exit(interrupts.exit_code())
+    """
+)
+_SLOW_MODULE = textwrap.dedent(
+    """
+    import time
+
+    class Field:
+        def __set_name__(self, owner, name):
+            print("importing", flush=True)
+            time.sleep(30)
+
+    class Record:
+        name = Field()
+    """
+)
+
+
+def test_a_signal_during_an_import_ends_the_process_with_its_code(tmp_path: Path) -> None:
+    (tmp_path / "slow_module.py").write_text(_SLOW_MODULE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _IMPORTER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "importing\n", child.stderr
+        child.send_signal(signal.SIGINT)
+        code = child.wait(timeout=4)  # well inside the 5 s deadline: the handler itself ended it
+    finally:
+        child.kill()
+        child.wait()
+    stderr = child.stderr.read() if child.stderr else ""
+    assert code == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr, stderr
