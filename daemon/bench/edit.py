@@ -248,7 +248,10 @@ def _run(
         if service.indexer is not None and not service.indexer.wait_idle(600):
             raise UsageError(f"indexing {workspace.name} did not finish")
         samples = asyncio.run(_replay(service, settings, workspace, plans, dist))
-        run = {"dist": dist, "env": runtime_environment(engine.lm, engine.model.backend)}
+        run: dict[str, Any] = {
+            "dist": dist,
+            "env": runtime_environment(engine.lm, engine.model.backend),
+        }
         run |= {"prompt_tokens": service.prompt_tokens, "reused": service.reused_tokens}
         answered = [f.result() for _, f in service.calls if f.done() and not f.exception()]
         run |= {
@@ -256,6 +259,11 @@ def _run(
             "tokens_per_forward": round(
                 sum(g.tokens for g in answered) / max(sum(g.forwards for g in answered), 1), 3
             ),
+            # each model answer, so a change in drafting can be traced to the requests it moved
+            "answers": [
+                {"tokens": g.tokens, "forwards": g.forwards, "stop": g.stop_reason, "text": g.text}
+                for g in answered
+            ],
         }
     finally:
         service.shutdown()
@@ -393,6 +401,7 @@ def _report(
         ],
         "method": run["method"],
         "tokens_per_forward": run["tokens_per_forward"],
+        "answers": run["answers"],
         "requests": len(samples),
         "typed_ahead_hits": len(samples) - len(model),
         "model_calls": len(model),

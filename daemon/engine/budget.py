@@ -39,8 +39,10 @@ class BudgetPolicy(Protocol):
     """How a step's candidates become the tree it verifies, and what it learns from the result
     (the stacked-weight budgets here; expected-acceptance trees in scoring.py)."""
 
-    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
-        """The tree to verify this step, at most `depth` deep."""
+    def build(self, candidates: Sequence[Candidate], depth: int, rows: int = 1) -> DraftTree:
+        """The tree to verify this step, at most `depth` deep, in a forward that carries
+        `rows` rows besides it (the root; for a drafted prefill, every prompt row it adds):
+        the more rows a forward pays for anyway, the cheaper a draft row is beside them."""
 
     def record(self, tree: DraftTree, path: Sequence[int]) -> None:
         """The last step verified `tree` and accepted the nodes on `path`."""
@@ -71,7 +73,7 @@ class FixedBudget:
     def __init__(self, budget: int) -> None:
         self.budget = budget
 
-    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
+    def build(self, candidates: Sequence[Candidate], depth: int, rows: int = 1) -> DraftTree:
         return build_tree(candidates, self.budget, depth)
 
     def record(self, tree: DraftTree, path: Sequence[int]) -> None:
@@ -79,7 +81,7 @@ class FixedBudget:
 
 
 class AdaptiveBudget:
-    """Pick B maximising (1 + E[accepted | B]) / cost(B + 1).
+    """Pick B maximising (1 + E[accepted | B]) / cost(B + rows), rows = 1 in a decode step.
 
     Acceptance grows roughly with the log of the tree size (wider trees catch more near
     misses), so we model E[accepted | B] = rate * log2(1 + B) and learn `rate` as a running
@@ -93,14 +95,14 @@ class AdaptiveBudget:
         self.rate = rate
         self.smoothing = smoothing
 
-    def choose(self) -> int:
+    def choose(self, rows: int = 1) -> int:
         def speed(budget: int) -> float:
-            return (1 + self.rate * math.log2(1 + budget)) / self.curve.cost(budget + 1)
+            return (1 + self.rate * math.log2(1 + budget)) / self.curve.cost(budget + rows)
 
         return max(self.CHOICES, key=speed)
 
-    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
-        return build_tree(candidates, self.choose(), depth)
+    def build(self, candidates: Sequence[Candidate], depth: int, rows: int = 1) -> DraftTree:
+        return build_tree(candidates, self.choose(rows), depth)
 
     def record(self, tree: DraftTree, path: Sequence[int]) -> None:
         self.learn(tree.size, len(path))

@@ -193,7 +193,8 @@ def _decode(
     if begun:
         assert drafter is not None
         drafter.begin(context)
-        tree = _draft(context, stop, 0, drafter, budget, max_depth, held)
+        rows = len(context) - start
+        tree = _draft(context, stop, 0, drafter, budget, max_depth, held, rows)
     drafted = tree.size > 0
     if drafted:
         # a short prefill (a warm editor request) carries a draft of what follows: the
@@ -258,17 +259,18 @@ def _draft(
     budget: BudgetPolicy | None,
     max_depth: int,
     held: _LeadRows | None = None,
+    rows: int = 1,
 ) -> DraftTree:
     """The draft tree continuing `context` (whose last token is the step's root), sized by
-    the budget and the tokens the stop rule still allows after the root; under a lead, of
-    the candidates' parts that agree with it."""
+    the budget and the tokens the stop rule still allows after the root, for a forward of
+    `rows` rows besides it; under a lead, of the candidates' parts that agree with it."""
     if drafter is None or budget is None:
         return EMPTY_TREE
     depth = min(max_depth, stop.max_new_tokens - generated - 1)
     if depth <= 0:
         return EMPTY_TREE
     candidates = drafter.propose(context, depth)
-    return budget.build(held.agreeing(candidates) if held else candidates, depth)
+    return budget.build(held.agreeing(candidates) if held else candidates, depth, rows)
 
 
 def _step(

@@ -140,7 +140,10 @@ class HistoryDrafter:
     """The model's own earlier output (across requests), looked up by the context's suffix.
 
     This is the LLM-preference half of the paper's cache: code the model wrote and kept is the
-    best predictor of what it writes next near the same code.
+    best predictor of what it writes next near the same code. Each output is kept after the
+    end of the context it answered (its `lead`), so an answer's first tokens are found too:
+    an editor asks again and again at places that end alike (`):` at a line's end, a blank
+    line's indentation), and the model tends to answer alike there.
     """
 
     def __init__(self, max_tokens: int = 200_000, max_matches: int = 4) -> None:
@@ -148,7 +151,9 @@ class HistoryDrafter:
         self.max_matches = max_matches
         self._index = NgramIndex(max_ngram=4, min_ngram=2)
 
-    def remember(self, tokens: Sequence[int]) -> None:
+    def remember(self, tokens: Sequence[int], lead: Sequence[int] = ()) -> None:
+        """Keep `tokens`, the model's output, after `lead`, the end of the context it followed."""
+        tokens = [*lead, *tokens]
         if len(self._index.tokens) + len(tokens) > self.max_tokens:
             kept = self._index.tokens[-(self.max_tokens // 2) :]
             self._index = NgramIndex(max_ngram=4, min_ngram=2)

@@ -37,6 +37,7 @@ __all__ = [
 _KEY_TOKENS = 16  # SuffixIndex.longest_match reads at most this many context tokens
 # document-order context a draft looks up: longer than any match is followed (drafters' 32)
 _QUERY_TOKENS = 40
+_LEAD_TOKENS = 16  # context kept before an output in the history: as far as a match is scored
 _CACHE_ENTRIES = 4096
 
 
@@ -185,6 +186,7 @@ class RetrievalDrafter:
         self.stats = DraftStats()
         self.fim_ids = sources.fim_ids
         self._seam: tuple[int, int] | None = None  # (hole, middle marker) positions
+        self._lead: list[int] = []  # the request's context end, in document order
 
     # -- Drafter protocol -------------------------------------------------------------------
 
@@ -192,6 +194,7 @@ class RetrievalDrafter:
         if self.context is not None:
             self.context.begin(prompt)
         self._seam = _seam(prompt, self.fim_ids)
+        self._lead = list(self._query(prompt)[-_LEAD_TOKENS:])
         self._misses = self._backoff = 0
         self.stats = DraftStats()
 
@@ -213,7 +216,7 @@ class RetrievalDrafter:
     def finish(self, generated: Sequence[int]) -> None:
         """The request is over: remember what the model wrote, for later requests."""
         if self.history is not None and generated:
-            self.history.remember(generated)
+            self.history.remember(generated, self._lead)
 
     def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
         weights = self.plan.weights

@@ -153,7 +153,7 @@ class ScoredTrees:
         self.calibration = calibration
         self.cap = cap
 
-    def build(self, candidates: Sequence[Candidate], depth: int) -> DraftTree:
+    def build(self, candidates: Sequence[Candidate], depth: int, rows: int = 1) -> DraftTree:
         if depth <= 0 or not candidates:
             return EMPTY_TREE
         trie = Trie(candidates, depth)
@@ -183,16 +183,20 @@ class ScoredTrees:
                 push(heap, -negative, child)
         # the size is chosen on the calibrated estimates; the optimism only orders the growth
         # and, where it alone would pay, keeps a node or two so sparse cells keep learning
-        kept = max(self._pays([expected[n] for n in order]), min(_EXPLORE_NODES, self._pays(hopes)))
+        kept = max(
+            self._pays([expected[n] for n in order], rows),
+            min(_EXPLORE_NODES, self._pays(hopes, rows)),
+        )
         chosen = order[:kept]
         return trie.tree(chosen, [cells[n] for n in chosen], [conditional[n] for n in chosen])
 
-    def _pays(self, paths: Sequence[float]) -> int:
-        """How many of the best-first nodes maximise expected tokens per unit of cost."""
-        best, best_speed, expected = 0, 1.0 / self.curve.cost(1), 1.0
+    def _pays(self, paths: Sequence[float], rows: int) -> int:
+        """How many of the best-first nodes maximise expected tokens per unit of cost, in a
+        forward of `rows` rows besides them."""
+        best, best_speed, expected = 0, 1.0 / self.curve.cost(rows), 1.0
         for n, p in enumerate(paths, start=1):
             expected += p
-            speed = expected / self.curve.cost(n + 1)
+            speed = expected / self.curve.cost(rows + n)
             if speed > best_speed:
                 best, best_speed = n, speed
         return best

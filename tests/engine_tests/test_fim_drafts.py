@@ -58,3 +58,18 @@ def test_prompts_without_markers_are_looked_up_as_they_are() -> None:
     drafter = _drafter(PlanMemory(), (store,))
     drafter.begin(fim)
     assert (RETURN, X) in {c.tokens for c in drafter.propose(fim, 2) if c.source == "project"}
+
+
+def test_an_answer_is_found_again_where_a_later_context_ends_as_its_did() -> None:
+    """The same ending elsewhere in the file (here `4 5 \n`): the model's earlier answer there
+    drafts the new answer from its first token, not only its continuation."""
+    memory = PlanMemory()
+    first = [PREFIX, 1, 2, 4, 5, NEWLINE, HOLE, MIDDLE]
+    drafter = _drafter(memory)
+    drafter.begin(first)
+    drafter.finish([RETURN, X, NEWLINE])
+    second = [PREFIX, 7, 8, 9, 4, 5, NEWLINE, HOLE, 3, MIDDLE]
+    drafter = _drafter(memory)
+    drafter.begin(second)
+    drafts = {c.tokens for c in drafter.propose(second, 3) if c.source == "history"}
+    assert (RETURN, X, NEWLINE) in drafts

@@ -43,6 +43,19 @@ def test_a_steep_curve_verifies_only_what_pays() -> None:
     assert ScoredTrees(STEEP, calibration).build(candidates, depth=3).size == 0
 
 
+def test_a_forward_that_carries_many_rows_anyway_takes_more_draft_rows() -> None:
+    """A warm editor request prefills the few dozen tokens typed since the last one; a draft
+    row beside them costs a fraction of what it adds to a one-row step."""
+    calibration = Calibration()
+    curve = CostCurve((1, 2, 8, 32, 64), (10.0, 13.0, 30.0, 80.0, 150.0))
+    policy = ScoredTrees(curve, calibration)
+    _teach(calibration, policy, "fair", 0.5)
+    candidates = [Candidate((t, t + 1, t + 2), 1.0, "fair", 2) for t in range(0, 30, 3)]
+    alone = policy.build(candidates, depth=3).size
+    beside = policy.build(candidates, depth=3, rows=32).size
+    assert beside > alone
+
+
 def test_trees_are_ancestor_closed_and_best_first() -> None:
     calibration = Calibration()
     policy = ScoredTrees(CostCurve((1, 8, 64), (10.0, 12.0, 40.0)), calibration, cap=8)
