@@ -41,6 +41,7 @@ from typing import Any
 from tqdm import tqdm
 
 from daemon.bench.repo_suite import package_root
+from daemon.bench.report import calibration_lines
 from daemon.errors import UsageError
 from lsp.backend import CompletionRequest, Generated
 from lsp.completions import Completer, Cursor
@@ -259,6 +260,9 @@ def _run(
             "tokens_per_forward": round(
                 sum(g.tokens for g in answered) / max(sum(g.forwards for g in answered), 1), 3
             ),
+            "calibration": reliability.as_dict()
+            if (reliability := engine.reliability(decode_plan)) is not None
+            else None,
             # each model answer, so a change in drafting can be traced to the requests it moved
             "answers": [
                 {"tokens": g.tokens, "forwards": g.forwards, "stop": g.stop_reason, "text": g.text}
@@ -401,6 +405,7 @@ def _report(
         ],
         "method": run["method"],
         "tokens_per_forward": run["tokens_per_forward"],
+        "calibration": run["calibration"],
         "answers": run["answers"],
         "requests": len(samples),
         "typed_ahead_hits": len(samples) - len(model),
@@ -454,4 +459,7 @@ def format_edit_table(report: dict[str, Any]) -> str:
         f"(model calls alone: p50 {speedup['model_calls_p50']:.2f}x, "
         f"mean {speedup['model_calls_mean']:.2f}x)"
     )
+    if report.get("calibration"):
+        lines.append(f"calibration of {report['method']} (nodes whose parent was accepted):")
+        lines += calibration_lines(report["calibration"])
     return "\n".join(lines)

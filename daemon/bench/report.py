@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from daemon.engine.decode import DecodeResult
     from daemon.engine.engine import Completion
 
-__all__ = ["format_table", "method_row", "percentiles", "write_plot"]
+__all__ = ["calibration_lines", "format_table", "method_row", "percentiles", "write_plot"]
 
 # methods whose loop times the prefill apart (ours and the llama.cpp peers)
 _PREFILL_TIMED = ("ar", "codeswift", "rest", "lookup", "llamacpp")
@@ -127,11 +127,11 @@ def format_table(report: dict[str, Any]) -> str:
     for method, row in report["methods"].items():
         if "calibration" in row:
             lines.append(f"calibration of {method} (nodes whose parent was accepted):")
-            lines += _calibration_lines(row["calibration"])
+            lines += calibration_lines(row["calibration"])
     return "\n".join(lines)
 
 
-def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
+def calibration_lines(calibration: dict[str, Any]) -> list[str]:
     lines = [
         f"  {'source':<12}{'drafted':>9}{'reached':>9}{'accepted':>9}{'predicted':>10}"
         f"{'observed':>9}"

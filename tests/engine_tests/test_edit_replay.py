@@ -15,6 +15,7 @@ from daemon.bench.edit import (
     percentile,
     plan_replay,
 )
+from daemon.engine.scoring import Calibration
 from lsp.settings import Settings
 
 SOURCE = textwrap.dedent(
@@ -135,6 +136,10 @@ def test_report_counts_and_speedups_and_table(tmp_path: Path) -> None:
         _Sample("mod0.py:8", "typed", 0.1, 260.0, None, False),
     ]
     env = {"model": "m", "device": "cpu", "dtype": "float32", "threads": 2}
+    calibration = Calibration()
+    for accepted in (True, True, False):
+        calibration.drafted(("history", 3, 0, 1, 1))
+        calibration.observe(("history", 3, 0, 1, 1), 0.6, accepted)
     report = _report(
         Settings(debounce_ms=0),
         plans,
@@ -145,6 +150,8 @@ def test_report_counts_and_speedups_and_table(tmp_path: Path) -> None:
         reused=900,
         method="codeswift",
         tokens_per_forward=2.5,
+        calibration=calibration.reliability.as_dict(),
+        answers=[{"tokens": 5, "forwards": 2, "stop": "shape", "text": "x = 1\n"}],
     )
     assert report["suite"] == "edit:pkg"
     assert report["method"] == "codeswift" and report["tokens_per_forward"] == 2.5
@@ -160,3 +167,6 @@ def test_report_counts_and_speedups_and_table(tmp_path: Path) -> None:
     table = format_edit_table(report)
     assert "edit:pkg" in table and "typed-ahead hits 2, model calls 2" in table
     assert "exact 1/2" in table and "speedup vs cold greedy" in table
+    assert report["answers"][0]["forwards"] == 2
+    history = next(line for line in table.splitlines() if line.strip().startswith("history"))
+    assert history.split()[1:] == ["3", "3", "2", "0.600", "0.667"]
