@@ -219,8 +219,10 @@ def _decode(
         lead_steps += 1
         reason = stop.check(generated, 1)
     prefill_s = time.perf_counter() - started
+    in_context = 0  # committed tokens already in the context `drafter.begin` got
     if drafter is not None and not begun:
         drafter.begin(context)  # after the lead-in: drafts continue what it chose
+        in_context = len(generated) - 1
     while reason is None:
         if should_cancel is not None and should_cancel():
             reason = "cancelled"
@@ -239,7 +241,7 @@ def _decode(
         # every committed token is the model's own greedy choice, those a stop rule cuts off
         # too (a single-line answer's step often verifies the start of the next line): the
         # next request, one line further, is likely to write them
-        drafter.finish(generated)
+        drafter.finish(generated[in_context:])
     return DecodeResult(
         tokens=tokens,
         stop_reason=reason,

@@ -32,8 +32,9 @@ class Drafter(Protocol):
         it verified (root first) and `predicted` the model's argmax after each of them."""
 
     def finish(self, generated: Sequence[int]) -> None:
-        """The request ended; `generated` is every token the model committed, those past
-        the stop rule's cut included."""
+        """The request ended; `generated` is every token the model committed after the
+        context `begin` got (a lead-in's tokens are in that context), those past the stop
+        rule's cut included."""
 
 
 class NgramIndex:

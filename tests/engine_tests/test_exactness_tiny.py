@@ -425,3 +425,31 @@ def test_a_lead_holds_the_first_tokens_and_speculation_stays_exact(tiny: Forward
                     tiny, prompt, StopRule(32, ()), drafts, FixedBudget(16), lead=TokenLead(sets)
                 )
                 assert held.tokens == led.tokens, (prompt, mode)
+
+
+class _Witness(ContextLookupDrafter):
+    """Context lookup that keeps what `begin` and `finish` were given."""
+
+    def begin(self, prompt: Sequence[int]) -> None:
+        super().begin(prompt)
+        self.begun = list(prompt)
+
+    def finish(self, generated: Sequence[int]) -> None:
+        self.finished = list(generated)
+
+
+def test_finish_gets_what_followed_the_context_begin_got(tiny: ForwardPort) -> None:
+    """The model's history keeps an answer after the context it followed: a lead-in's tokens,
+    in that context when `begin` comes after the lead-in (a long prefill), are not repeated."""
+    rng = random.Random(3)
+    long_prompt = [rng.randrange(VOCAB) for _ in range(100)]  # past a drafted prefill's rows
+    for prompt in (long_prompt, PROMPTS[0]):
+        free = greedy(tiny, prompt, 12)
+        sets = [{(free[0] + 1) % VOCAB}, {(free[1] + 2) % VOCAB}]
+        witness = _Witness()
+        result = generate(
+            tiny, prompt, StopRule(12, ()), witness, FixedBudget(4), lead=TokenLead(sets)
+        )
+        assert witness.begun[: len(prompt)] == prompt
+        document = witness.begun + witness.finished
+        assert document[: len(prompt) + len(result.tokens)] == prompt + result.tokens
