@@ -82,7 +82,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             args.dtype,
             args.backend,
             context_tokens=args.context_tokens,
-            method=_edit_method(args.methods),
+            methods=_edit_methods(args.methods),
         )
         print(format_edit_table(report))
         if args.json_file:
@@ -140,11 +140,12 @@ def generate_in_lab(args: argparse.Namespace, text: str) -> int:
     return 0
 
 
-def _edit_method(methods: str) -> str:
-    """The one method an edit session replays: codeswift unless --methods names another."""
+def _edit_methods(methods: str) -> tuple[str, ...]:
+    """The methods an edit session replays, one session each: codeswift unless --methods
+    names others (the first is the report's own; e.g. codeswift,codeswift-no-memory)."""
     if methods == DEFAULT_BENCH_METHODS:
-        return "codeswift"
-    named = [m.strip() for m in methods.split(",") if m.strip()]
-    if len(named) != 1:
-        raise UsageError(f"an edit session replays one method at a time, not {methods!r}")
-    return named[0]
+        return ("codeswift",)
+    named = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not named:
+        raise UsageError("--methods names no method")
+    return named

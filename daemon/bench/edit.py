@@ -164,17 +164,25 @@ def run_edit_bench(
     *,
     max_new_tokens: int = 64,
     context_tokens: int = 0,
-    method: str = "codeswift",
+    methods: Sequence[str] = ("codeswift",),
 ) -> dict[str, Any]:
     """Replay `limit` line starts of `dist`'s files through the server's path (see above),
-    drafting as our method `method` does (a plan or one of the bench's ablations)."""
+    drafting as each of our `methods` does (a plan or one of the bench's ablations), one
+    session after another on a fresh server, in one run. The report is the first method's;
+    with several, `methods` sums each one up beside it (the cold baseline is run once per
+    request and shared: it does not depend on the method)."""
     from daemon.bench.methods import lab_plan
 
     if limit < 1:
         raise UsageError("--limit must be at least 1")
-    decode_plan = lab_plan(method)
-    if decode_plan is None:
-        raise UsageError(f"an edit session replays one of our methods, not the peer {method}")
+    if not methods:
+        raise UsageError("an edit session needs a method")
+    decode_plans = []
+    for method in methods:
+        decode_plan = lab_plan(method)
+        if decode_plan is None:
+            raise UsageError(f"an edit session replays one of our methods, not the peer {method}")
+        decode_plans.append(decode_plan)
     settings = Settings(
         debounce_ms=0,
         timeout_ms=120_000,
@@ -185,15 +193,36 @@ def run_edit_bench(
         dtype=dtype,
     )
     package = package_root(dist)
-    with tempfile.TemporaryDirectory(prefix="codeswift-edit-") as scratch:
-        workspace = Path(scratch) / package.name
-        shutil.copytree(package, workspace, ignore=shutil.ignore_patterns("__pycache__"))
-        plans = plan_replay(workspace, limit, seed)
-        if not plans:
-            raise UsageError(f"no function bodies to replay in {dist}")
-        for plan in plans:  # what is still to be written is not on disk either
-            (workspace / plan.relative).write_text("".join(plan.lines[: plan.start]), "utf-8")
-        return _run(settings, dist, workspace, plans, backend, decode_plan)
+    baseline: dict[tuple[str, str], tuple[float, str]] = {}
+    reports = []
+    for decode_plan in decode_plans:
+        with tempfile.TemporaryDirectory(prefix="codeswift-edit-") as scratch:
+            workspace = Path(scratch) / package.name
+            shutil.copytree(package, workspace, ignore=shutil.ignore_patterns("__pycache__"))
+            plans = plan_replay(workspace, limit, seed)
+            if not plans:
+                raise UsageError(f"no function bodies to replay in {dist}")
+            for plan in plans:  # what is still to be written is not on disk either
+                (workspace / plan.relative).write_text("".join(plan.lines[: plan.start]), "utf-8")
+            reports.append(_run(settings, dist, workspace, plans, backend, decode_plan, baseline))
+    report = reports[0]
+    if len(reports) > 1:
+        report["methods"] = {r["method"]: method_summary(r) for r in reports}
+    return report
+
+
+def method_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """One session's figures that differ between methods: drafting, model calls, exactness."""
+    answers = report["answers"]
+    calls = report["latency_ms"]["model_calls"]
+    return {
+        "tokens_per_forward": report["tokens_per_forward"],
+        "tokens": sum(a["tokens"] for a in answers),
+        "forwards": sum(a["forwards"] for a in answers),
+        "model_calls": report["model_calls"],
+        "model_calls_ms": {"p50": calls["p50"], "mean": calls["mean"]},
+        "exact": {k: report["exact"][k] for k in ("compared", "identical")},
+    }
 
 
 def _service(backend: str, decode_plan: Any) -> Any:
@@ -226,7 +255,10 @@ def _run(
     plans: list[FileReplay],
     backend: str,
     decode_plan: Any,
+    baseline: dict[tuple[str, str], tuple[float, str]],
 ) -> dict[str, Any]:
+    """One session with `decode_plan`; `baseline` holds the cold runs done so far (by file
+    line and prefix), and gains this session's."""
     from daemon.bench.methods import runtime_environment
     from daemon.engine.plan import AR
     from daemon.engine.stops import Stop
@@ -248,7 +280,7 @@ def _run(
         engine.complete(warm, AR, Stop(4))  # the baseline's one-off costs, outside timing
         if service.indexer is not None and not service.indexer.wait_idle(600):
             raise UsageError(f"indexing {workspace.name} did not finish")
-        samples = asyncio.run(_replay(service, settings, workspace, plans, dist))
+        samples = asyncio.run(_replay(service, settings, workspace, plans, dist, baseline))
         run: dict[str, Any] = {
             "dist": dist,
             "env": runtime_environment(engine.lm, engine.model.backend),
@@ -278,7 +310,12 @@ def _run(
 
 
 async def _replay(
-    service: Any, settings: Settings, workspace: Path, plans: list[FileReplay], dist: str
+    service: Any,
+    settings: Settings,
+    workspace: Path,
+    plans: list[FileReplay],
+    dist: str,
+    baseline: dict[tuple[str, str], tuple[float, str]],
 ) -> list[_Sample]:
     completer = Completer(service, lambda: settings)
     samples: list[_Sample] = []
@@ -294,7 +331,8 @@ async def _replay(
                     prefix = written + line[: len(line) - len(line.lstrip(" \t"))]
                     service.buffer_changed(path, prefix)  # Enter, then the editor's indent
                     where = f"{plan.relative}:{index + 1}"
-                    samples.append(await _ask(service, completer, path, prefix, line, where))
+                    asked = await _ask(service, completer, path, prefix, line, where, baseline)
+                    samples.append(asked)
                     hits = sum(s.source == "typed" for s in samples)
                     progress.set_postfix(typed=hits, model=len(samples) - hits, refresh=False)
                     progress.update()
@@ -309,9 +347,16 @@ async def _replay(
 
 
 async def _ask(
-    service: Any, completer: Completer, path: Path, prefix: str, line: str, where: str
+    service: Any,
+    completer: Completer,
+    path: Path,
+    prefix: str,
+    line: str,
+    where: str,
+    baseline: dict[tuple[str, str], tuple[float, str]],
 ) -> _Sample:
-    """One request at the end of `prefix` as the server makes it, then the cold baseline."""
+    """One request at the end of `prefix` as the server makes it, then the cold baseline
+    (run once per file line and prefix: an earlier method's session may have run it)."""
     tab_size, spaces = indent_style(None, prefix)
     cursor = Cursor(path.as_uri(), None, prefix, "", path, "python", tab_size, spaces)
     hits, calls = completer.offers.hits, len(service.calls)
@@ -331,7 +376,9 @@ async def _ask(
     if generated is not None and generated.short_prompt:  # a cold document's first request
         shorter = replace(request.settings, prefix_tokens=request.settings.cold_prefix_tokens)
         request = replace(request, settings=shorter)
-    cold_ms, cold_text = _cold(service, request)
+    if (where, prefix) not in baseline:
+        baseline[where, prefix] = _cold(service, request)
+    cold_ms, cold_text = baseline[where, prefix]
     exact = None
     if generated is not None and generated.stop_reason not in ("timeout", "cancelled"):
         exact = generated.text == cold_text
@@ -459,6 +506,17 @@ def format_edit_table(report: dict[str, Any]) -> str:
         f"(model calls alone: p50 {speedup['model_calls_p50']:.2f}x, "
         f"mean {speedup['model_calls_mean']:.2f}x)"
     )
+    methods = report.get("methods", {})
+    if methods:
+        first, *_ = methods.values()
+        lines.append(f"{'method':<28}{'tokens/forward':>15}{'vs first':>10}{'calls p50 ms':>14}")
+        for name, row in methods.items():
+            ratio = row["tokens_per_forward"] / max(first["tokens_per_forward"], 1e-9)
+            lines.append(
+                f"{name:<28}{row['tokens_per_forward']:>15.2f}{ratio:>9.2f}x"
+                f"{row['model_calls_ms']['p50']:>14.1f}  exact "
+                f"{row['exact']['identical']}/{row['exact']['compared']}"
+            )
     if report.get("calibration"):
         lines.append(f"calibration of {report['method']} (nodes whose parent was accepted):")
         lines += calibration_lines(report["calibration"])

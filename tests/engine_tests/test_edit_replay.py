@@ -12,6 +12,7 @@ from daemon.bench.edit import (
     _Sample,
     body_line_starts,
     format_edit_table,
+    method_summary,
     percentile,
     plan_replay,
 )
@@ -170,3 +171,20 @@ def test_report_counts_and_speedups_and_table(tmp_path: Path) -> None:
     assert report["answers"][0]["forwards"] == 2
     history = next(line for line in table.splitlines() if line.strip().startswith("history"))
     assert history.split()[1:] == ["3", "3", "2", "0.600", "0.667"]
+
+    # a second method's session, summed up beside the first's and compared in the table
+    without = dict(report, method="codeswift-no-memory", tokens_per_forward=2.0)
+    without["answers"] = [{"tokens": 5, "forwards": 3, "stop": "shape", "text": "x = 1\n"}]
+    report["methods"] = {r["method"]: method_summary(r) for r in (report, without)}
+    assert report["methods"]["codeswift-no-memory"] == {
+        "tokens_per_forward": 2.0,
+        "tokens": 5,
+        "forwards": 3,
+        "model_calls": 2,
+        "model_calls_ms": {"p50": 150.0, "mean": 150.0},
+        "exact": {"compared": 2, "identical": 1},
+    }
+    row = next(
+        line for line in format_edit_table(report).splitlines() if "no-memory" in line
+    ).split()
+    assert row[:3] == ["codeswift-no-memory", "2.00", "0.80x"] and row[-1] == "1/2"
