@@ -73,13 +73,12 @@ bench: setup llama  ## README's performance section: backends and llama.cpp, pee
 	$(BIN)/codeswift setup --model qwen2.5-coder-1.5b
 	$(BENCH) --suite humaneval --limit 8 --no-memory --model qwen2.5-coder-1.5b --methods assisted,pld,codeswift --plot docs/bench/assisted-1.5b.png --json docs/bench/assisted-1.5b.json
 	$(BENCH) --suite repo:click --limit 20 --no-memory --dtype float32 --methods codeswift --json docs/bench/click-float32.json
-	$(BIN)/codeswift bench --suite edit:click --limit 40 --json docs/bench/edit-click.json
+	$(BIN)/codeswift bench --suite edit:click --limit 40 --methods codeswift,codeswift-no-memory --json docs/bench/edit-click.json
 	$(BIN)/codeswift bench --suite edit:jinja2 --limit 30 --json docs/bench/edit-jinja2.json
 	for suite in click requests jinja2 rich; do \
 		$(BENCH) --suite replay:repo:$$suite --limit 20 --plot docs/bench/replay-$$suite.png --json docs/bench/replay-$$suite.json; \
 	done
 	$(BENCH) --suite replay:humaneval --limit 40 --plot docs/bench/replay-humaneval.png --json docs/bench/replay-humaneval.json
-	$(BIN)/codeswift bench --suite edit:click --limit 40 --methods codeswift-no-memory --json docs/bench/edit-click-no-memory.json
 	for suite in click requests urllib3 rich; do \
 		$(BENCH) --suite repo:$$suite --limit 20 --no-memory --methods $(DRAFT_PEERS) --plot docs/bench/drafts-$$suite.png --json docs/bench/drafts-$$suite.json; \
 	done

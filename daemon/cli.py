@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--methods",
         default=DEFAULT_BENCH_METHODS,
-        help="comma-separated; edit:DIST replays one of ours (default codeswift)",
+        help="comma-separated; edit:DIST replays ours one session each (default codeswift)",
     )
     bench.add_argument("--json", dest="json_file", type=Path, help="write the report here")
     bench.add_argument("--workspace", help="project folder for the project store")

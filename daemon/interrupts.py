@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import NoReturn
 
@@ -42,9 +43,9 @@ __all__ = [
 _GRACE_S = 1.5
 _BACKSTOP_S = 2.0
 _received: list[int] = []  # signal numbers, in order
-_armed = threading.Event()
-_arming = threading.Lock()
-_wakeups_watched = threading.Event()
+_deadline = threading.Event()  # set: the process ends `grace_s` later (see _arm_deadline)
+_arming: list[bool] = []  # non-empty once a handler began arming: a plain flag, no lock
+_installed = threading.Event()
 
 
 class Stopped(KeyboardInterrupt):
@@ -59,14 +60,17 @@ def handle_stop_signals(grace_s: float = _GRACE_S) -> None:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         _received.append(signum)
-        _arm_deadline(grace_s, exit_code())
+        _arm_deadline(grace_s)
         if _inside_import(frame):
             end_now()
         raise KeyboardInterrupt if signum == signal.SIGINT else Stopped
 
+    if not _installed.is_set():
+        _installed.set()
+        _start_deadline(grace_s)
+        _watch_wakeups(grace_s)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    _watch_wakeups(grace_s)
 
 
 def received() -> bool:
@@ -106,6 +110,19 @@ def end_now() -> NoReturn:
     os._exit(exit_code())
 
 
+def _start_deadline(grace_s: float) -> None:
+    """The thread that ends the process `grace_s` after the deadline is armed, started now:
+    a handler that started it would take threading's own locks, which the code it interrupted
+    may hold (a handler runs between two bytecodes of the main thread, wherever it is)."""
+
+    def wait_then_end() -> None:
+        _deadline.wait()
+        time.sleep(grace_s)
+        os._exit(exit_code())
+
+    threading.Thread(target=wait_then_end, name="stop-deadline", daemon=True).start()
+
+
 def _watch_wakeups(grace_s: float) -> None:
     """Arm the deadline even when the main thread does not wake.
 
@@ -116,9 +133,6 @@ def _watch_wakeups(grace_s: float) -> None:
     The C-level handler writes each signal's number to the wakeup fd at once, from whatever
     thread; a thread reading it arms the deadline itself.
     """
-    if _wakeups_watched.is_set():
-        return
-    _wakeups_watched.set()
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)  # required: a signal handler must never block
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
@@ -129,23 +143,20 @@ def _watch_wakeups(grace_s: float) -> None:
                 if signum in (signal.SIGINT, signal.SIGTERM):
                     if not _received:
                         _received.append(signum)
-                    _arm_deadline(grace_s, exit_code())
+                    _arm_deadline(grace_s)
 
     threading.Thread(target=watch, name="stop-signal-watch", daemon=True).start()
 
 
-def _arm_deadline(grace_s: float, code: int) -> None:
-    with _arming:  # the main thread's handler and the wakeup watcher may both get here
-        if _armed.is_set():
-            return
-        _armed.set()
-
-    # no flush first: the stream's lock may be what the stuck thread holds
-    timer = threading.Timer(grace_s, os._exit, args=(code,))
-    timer.daemon = True
-    timer.start()
-    # The timer is a Python thread: a thread that keeps the GIL inside one long C call would
-    # hold it off too. faulthandler's watchdog is a C thread that needs no GIL: should the
-    # timer not have ended the process a little later, it prints every thread's stack (what
-    # held us up) and exits with status 1.
+def _arm_deadline(grace_s: float) -> None:
+    """Arm the deadline: safe inside a handler, even one that interrupted another handler
+    (Ctrl-C twice) or the code of a lock we would need, because it takes none of ours."""
+    if _arming:
+        return
+    _arming.append(True)
+    # First faulthandler's watchdog: a C thread that needs neither the GIL nor any lock
+    # Python code may hold. Should the deadline thread not have ended the process a little
+    # after `grace_s` (a thread that keeps the GIL inside one long C call holds it off), the
+    # watchdog prints every thread's stack (what held us up) and exits with status 1.
     faulthandler.dump_traceback_later(grace_s + _BACKSTOP_S, exit=True)
+    _deadline.set()  # its lock is this event's own: nothing we interrupt holds it

@@ -65,39 +65,27 @@ class NgramIndex:
     ) -> list[Candidate]:
         """Continuations of the longest-first n-gram suffixes of `suffix_of` found here.
 
-        Each start used once, weight n (longer matches count more); `exclude_end` drops the
-        occurrence that is the query itself. Occurrences of the longest n-gram are taken by
-        how far their match really reaches (of the `_SCANNED` most recent; recency breaks
-        ties): a common n-gram (an indented `self.`) occurs dozens of times, and the one
-        whose whole line matches is the draft worth verifying, not merely the newest. A
-        shorter n-gram's occurrences match exactly n tokens (a longer match would be in the
-        longer n-gram's table), so they come most recent first.
+        Most recent occurrences first, each start used once, weight n (longer matches count
+        more); `exclude_end` drops the occurrence that is the query itself.
         """
         data = self.tokens
         candidates: list[Candidate] = []
         seen: set[int] = set()
-        longest = min(self.max_ngram, len(suffix_of))
-        for n in range(longest, self.min_ngram - 1, -1):
+        for n in range(min(self.max_ngram, len(suffix_of)), self.min_ngram - 1, -1):
             positions = self._table[n].get(tuple(suffix_of[len(suffix_of) - n :]), ())
-            found = []
             for start in reversed(positions):
                 if start >= len(data) or start == exclude_end or start in seen:
                     continue
                 seen.add(start)
-                found.append((_match_length(data, start, suffix_of, n), start))
-                if len(found) >= (_SCANNED if n == longest else limit - len(candidates)):
-                    break
-            found.sort(key=lambda item: -item[0])  # stable: the newest first among equals
-            for match, start in found[: limit - len(candidates)]:
                 continuation = tuple(data[start : start + depth])
+                match = _match_length(data, start, suffix_of, n)
                 candidates.append(Candidate(continuation, weight=float(n), match=match))
-            if len(candidates) >= limit:
-                return candidates
+                if len(candidates) >= limit:
+                    return candidates
         return candidates
 
 
 _MAX_MATCH = 32  # how far back a match is followed: evidence beyond this adds nothing
-_SCANNED = 32  # occurrences of the longest n-gram whose match is measured, newest first
 
 
 def _match_length(data: Sequence[int], end: int, query: Sequence[int], known: int) -> int:
