@@ -193,7 +193,7 @@ def run_edit_bench(
         dtype=dtype,
     )
     package = package_root(dist)
-    baseline: dict[tuple[str, str], tuple[float, str]] = {}
+    baseline: dict[tuple[str, str, int], tuple[float, str]] = {}
     reports = []
     for decode_plan in decode_plans:
         with tempfile.TemporaryDirectory(prefix="codeswift-edit-") as scratch:
@@ -255,10 +255,10 @@ def _run(
     plans: list[FileReplay],
     backend: str,
     decode_plan: Any,
-    baseline: dict[tuple[str, str], tuple[float, str]],
+    baseline: dict[tuple[str, str, int], tuple[float, str]],
 ) -> dict[str, Any]:
     """One session with `decode_plan`; `baseline` holds the cold runs done so far (by file
-    line and prefix), and gains this session's."""
+    line, prefix and prompt size), and gains this session's."""
     from daemon.bench.methods import runtime_environment
     from daemon.engine.plan import AR
     from daemon.engine.stops import Stop
@@ -315,7 +315,7 @@ async def _replay(
     workspace: Path,
     plans: list[FileReplay],
     dist: str,
-    baseline: dict[tuple[str, str], tuple[float, str]],
+    baseline: dict[tuple[str, str, int], tuple[float, str]],
 ) -> list[_Sample]:
     completer = Completer(service, lambda: settings)
     samples: list[_Sample] = []
@@ -353,10 +353,11 @@ async def _ask(
     prefix: str,
     line: str,
     where: str,
-    baseline: dict[tuple[str, str], tuple[float, str]],
+    baseline: dict[tuple[str, str, int], tuple[float, str]],
 ) -> _Sample:
     """One request at the end of `prefix` as the server makes it, then the cold baseline
-    (run once per file line and prefix: an earlier method's session may have run it)."""
+    (run once per file line, prefix and prompt size: an earlier method's session may have
+    run it)."""
     tab_size, spaces = indent_style(None, prefix)
     cursor = Cursor(path.as_uri(), None, prefix, "", path, "python", tab_size, spaces)
     hits, calls = completer.offers.hits, len(service.calls)
@@ -376,9 +377,10 @@ async def _ask(
     if generated is not None and generated.short_prompt:  # a cold document's first request
         shorter = replace(request.settings, prefix_tokens=request.settings.cold_prefix_tokens)
         request = replace(request, settings=shorter)
-    if (where, prefix) not in baseline:
-        baseline[where, prefix] = _cold(service, request)
-    cold_ms, cold_text = baseline[where, prefix]
+    key = (where, prefix, request.settings.prefix_tokens)  # a cold document's is shorter
+    if key not in baseline:
+        baseline[key] = _cold(service, request)
+    cold_ms, cold_text = baseline[key]
     exact = None
     if generated is not None and generated.stop_reason not in ("timeout", "cancelled"):
         exact = generated.text == cold_text
