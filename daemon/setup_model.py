@@ -57,7 +57,8 @@ def _build_cpu_kernels() -> None:
 
     if cpu_kernels.kernel_available():
         bf16 = " and bf16" if cpu_kernels.bf16_available() else ""
-        _say(f"CPU kernels: ready ({cpu_kernels.kernel_isa()} int8{bf16})")
+        amx = ", AMX tiles" if cpu_kernels.amx_enabled() else ""
+        _say(f"CPU kernels: ready ({cpu_kernels.kernel_isa()} int8{bf16}{amx})")
     else:
         _say("CPU kernels: not used here (neither AVX-512 VNNI nor AVX2, or no C compiler)")
 

@@ -8,6 +8,9 @@ later, AMD Zen 4) and `cpu_kernels_avx2.c` for AVX2 + FMA (AMD Zen 2 and 3, olde
 - `bf16_linear` (AVX-512 source, CPUs with avx512_bf16): bf16 x bf16 into float32, every row
   summed in the same order whatever the number of rows (torch's bf16 `linear` was not
   row-invariant for every shape);
+- on CPUs with AMX (Intel Sapphire Rapids and later) `w8a8_linear` runs rows of two and more
+  through the tile unit: the same integer sums, so the same bits, with a 16-row draft tree about
+  as cheap as one row; `CODESWIFT_AMX=0` keeps the VNNI tiles, to compare;
 - `attention` and `rms_norm`: float32, each row computed alone in a fixed order, so a row's bits
   never depend on the rows computed with it (`native_forward.py` relies on that for lossless
   verification; torch's batched kernels kept it on one CPU here and not on another).
@@ -44,6 +47,7 @@ __all__ = [
     "TILE",
     "PackedBf16",
     "PackedInt8",
+    "amx_enabled",
     "attention",
     "bf16_available",
     "bf16_linear",
@@ -84,6 +88,7 @@ _ISAS = (
     ),
 )
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
+_amx_state = {"on": False}  # set where the library is loaded
 
 
 class PackedInt8:
@@ -249,6 +254,11 @@ def kernel_isa() -> str | None:
     return isa.name if isa is not None and kernel_available() else None
 
 
+def amx_enabled() -> bool:
+    """Whether `w8a8_linear` uses AMX tiles for its multi-row products."""
+    return _library() is not None and _amx_state["on"]
+
+
 def bf16_available() -> bool:
     return kernel_isa() == "avx512-vnni" and "avx512_bf16" in _cpu_flags()
 
@@ -279,6 +289,12 @@ def _library() -> ctypes.CDLL | None:
         library.bf16_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE, _POINTER]
     library.rms_norm.restype = None
     library.rms_norm.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, ctypes.c_float, _POINTER]
+    if hasattr(library, "amx_enable"):  # the AVX-512 source only
+        library.amx_enable.restype = ctypes.c_int
+        library.amx_enable.argtypes = [ctypes.c_int]
+        wanted = _cpu_flags() >= {"amx_tile", "amx_int8"}
+        wanted = wanted and os.environ.get("CODESWIFT_AMX", "1") != "0"
+        _amx_state["on"] = bool(library.amx_enable(int(wanted)))
     return library
 
 

@@ -4,6 +4,8 @@ same whichever rows share the call."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -32,9 +34,18 @@ def test_w8a8_kernel_equals_int_mm_bit_for_bit(outputs: int, inputs: int, bias: 
         Int8Linear(weight, shift, product="int_mm"),
     )
     assert kernel.uses_kernel and not reference.uses_kernel
-    for rows in (1, 2, 5, 6, 7, 13, 33, 256):  # groups of six rows, and their remainders
+    # VNNI: groups of six rows and their remainders; AMX: of sixteen
+    for rows in (1, 2, 5, 6, 7, 13, 16, 17, 33, 256):
         x = torch.randn(rows, inputs) * 3
         assert torch.equal(kernel(x), reference(x)), rows
+
+
+def test_amx_tiles_run_where_the_cpu_has_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = cpu_kernels._cpu_flags()
+    wanted = flags >= {"amx_tile", "amx_int8"} and cpu_kernels.kernel_isa() == "avx512-vnni"
+    if os.environ.get("CODESWIFT_AMX", "1") == "0":
+        wanted = False
+    assert cpu_kernels.amx_enabled() == wanted
 
 
 def test_w8a8_rows_do_not_depend_on_each_other() -> None:
