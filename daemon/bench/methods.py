@@ -29,7 +29,7 @@ from daemon.engine.engine import Completion, Engine
 from daemon.engine.lab import backend_facts, hf_generate, thread_count
 from daemon.engine.llamacpp import LlamaCppPeer
 from daemon.engine.models import LoadedModel, load_model
-from daemon.engine.plan import CODESWIFT, PLANS, DecodePlan
+from daemon.engine.plan import CODESWIFT, MAX_DEPTH, PLANS, DecodePlan
 from daemon.engine.project_index import ProjectIndex, WorkspaceIndex
 from daemon.engine.registry import packaged_gguf
 from daemon.engine.retrieval import DraftStats
@@ -64,6 +64,11 @@ _ABLATIONS = {
     # a fixed 16-node tree of the heaviest nodes instead of the scored one
     "budget": {"budget": 16, "scored": False},
 }
+# deeper drafts than MAX_DEPTH, to measure what the cap costs where long runs repeat
+_DEPTHS = (16, 24)
+_DEEPER = {
+    f"{base}-depth{depth}": (base, depth) for base in ("codeswift", "lookup") for depth in _DEPTHS
+}
 _PEERS = {
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
@@ -85,6 +90,10 @@ METHODS = {
     **_LLAMACPP,
     **{f"codeswift-no-{part}": f"codeswift without its {part} component" for part in _ABLATIONS},
     "codeswift-with-expressions": "codeswift plus the workspace's recurring expressions",
+    **{
+        name: f"{base} with drafts up to {depth} tokens deep (default {MAX_DEPTH})"
+        for name, (base, depth) in _DEEPER.items()
+    },
 }
 
 
@@ -110,6 +119,9 @@ def lab_plan(method: str, project_weight: float | None = None) -> DecodePlan | N
         return None
     if method in PLANS:
         plan = PLANS[method]
+    elif method in _DEEPER:
+        base, depth = _DEEPER[method]
+        plan = dataclasses.replace(PLANS[base], name=method, max_depth=depth)
     elif method == "codeswift-with-expressions":
         plan = dataclasses.replace(CODESWIFT, name=method, expressions=True)
     else:

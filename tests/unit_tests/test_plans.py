@@ -61,4 +61,7 @@ def test_lab_ablations_are_plans_built_from_codeswift() -> None:
     weighted = lab_plan("codeswift", project_weight=6.0)
     assert weighted is not None and weighted.weights.project == 6.0
     assert lab_plan("lookup", project_weight=6.0) == LOOKUP  # no project drafts to weigh
+    assert lab_plan("lookup-depth24") == dataclasses.replace(
+        LOOKUP, name="lookup-depth24", max_depth=24
+    )
     assert needs_stores(["ar", "rest"]) and not needs_stores(["ar", "lookup", "pld"])
