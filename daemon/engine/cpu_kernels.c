@@ -198,14 +198,13 @@ static void run_tiles(const tile_kernel *kernels, const char *q, int64_t rows, i
  * The packed layout needs no change: for lane block b and inputs [i, i + 64), the 16 groups
  * of four inputs x 16 outputs sit 256 bytes apart, which is one B tile loaded with stride 256.
  * The A tile is the rows' int8 activations, k bytes apart. */
-#if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 11)
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || \
+                           (!defined(__clang__) && __GNUC__ >= 11))
 #include <sys/syscall.h>
 #include <unistd.h>
 #define HAVE_AMX 1
-#ifndef AMX_MIN_ROWS
-#define AMX_MIN_ROWS 2
-#endif
-#define AMX_ROWS 16
+#define AMX_MIN_ROWS 2 /* one row only streams the weights: VNNI is as fast there */
+#define AMX_ROWS 16     /* rows per tile */
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
@@ -224,10 +223,11 @@ struct tile_config {
     uint8_t rows[16];
 };
 
-#pragma GCC push_options
-#pragma GCC target("amx-tile,amx-int8")
+/* only these functions may use AMX: the rest of the library runs on CPUs without it */
+#define AMX_CODE __attribute__((target("amx-tile,amx-int8")))
+
 /* tiles 0-3: sums of the four lane blocks (rows x 16 int32); 4: activations; 5-7: weights */
-static void amx_configure(int rows) {
+AMX_CODE static void amx_configure(int rows) {
     struct tile_config c = {0};
     c.palette = 1;
     for (int t = 0; t < 8; t++) {
@@ -237,8 +237,9 @@ static void amx_configure(int rows) {
     _tile_loadconfig(&c);
 }
 
-static void amx_tile(const int8_t *q, int64_t n_rows, int64_t k, const uint8_t *w,
-                     const struct epilogue *e, float *out, int64_t stride, int32_t *sums) {
+AMX_CODE static void amx_tile(const int8_t *q, int64_t n_rows, int64_t k, const uint8_t *w,
+                              const struct epilogue *e, float *out, int64_t stride,
+                              int32_t *sums) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
@@ -265,8 +266,9 @@ static void amx_tile(const int8_t *q, int64_t n_rows, int64_t k, const uint8_t *
                         out + r * stride + b * LANES);
 }
 
-static void run_tiles_amx(const int8_t *q, int64_t rows, int64_t k, const uint8_t *packed,
-                          struct epilogue whole, int64_t n_padded, float *out) {
+AMX_CODE static void run_tiles_amx(const int8_t *q, int64_t rows, int64_t k,
+                                   const uint8_t *packed, struct epilogue whole,
+                                   int64_t n_padded, float *out) {
     int64_t tiles = n_padded / TILE;
 #pragma omp parallel
     {
@@ -291,7 +293,6 @@ static void run_tiles_amx(const int8_t *q, int64_t rows, int64_t k, const uint8_
         if (configured) _tile_release();  /* the OS need not save tile state for this thread */
     }
 }
-#pragma GCC pop_options
 #else
 int amx_enable(int on) { (void)on; return 0; }
 #endif

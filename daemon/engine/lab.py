@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from daemon.engine import cpu_kernels
 from daemon.engine.decode import DecodeResult
 from daemon.engine.models import LoadedModel
 
@@ -81,6 +82,9 @@ def backend_facts(lm: LoadedModel) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": metadata.version("transformers"),
+        # which C kernels the native backends run here (None: torch's operations)
+        "cpu_kernels": cpu_kernels.kernel_isa(),
+        "amx": cpu_kernels.amx_enabled(),
     }
 
 
