@@ -348,40 +348,99 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-static inline float dot64(const float *a, const float *b) {
-    __m512 s = _mm512_mul_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b));
-    s = _mm512_fmadd_ps(_mm512_loadu_ps(a + 16), _mm512_loadu_ps(b + 16), s);
-    s = _mm512_fmadd_ps(_mm512_loadu_ps(a + 32), _mm512_loadu_ps(b + 32), s);
-    s = _mm512_fmadd_ps(_mm512_loadu_ps(a + 48), _mm512_loadu_ps(b + 48), s);
-    return _mm512_reduce_add_ps(s);
-}
-
-/* The 16 horizontal sums of p[0..15], as one vector (lane t = sum of p[t]): four rounds of
- * pairwise shuffles and adds, about 3 instructions a key instead of a full reduction each. */
-static inline __m512 sums16(__m512 *p) {
-    __m512 t[8], u[4], v[2];
-    for (int i = 0; i < 8; i++)
-        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(p[2 * i], p[2 * i + 1]),
-                             _mm512_unpackhi_ps(p[2 * i], p[2 * i + 1]));
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
-        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    for (int i = 0; i < 2; i++)
-        v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
-                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x88),
-                         _mm512_shuffle_f32x4(v[0], v[1], 0xDD));
-}
-
 #define KEYS_AT_ONCE 16
 #define ROWS_AT_ONCE 8
 #define MOST_GROUP 16 /* query heads per key/value head (the caller checks) */
+#define SCORED_AT_ONCE 8 /* query vectors scored against one block of keys together */
+#define WEIGHED_AT_ONCE 4 /* query vectors of one row that share each value load */
 
 /* The key slot at place j of row r's list: the shared prefix in place, then the row's extras. */
 static inline int64_t slot_of(int64_t j, int64_t shared, const int64_t *more) {
     return j < shared ? j : more[j - shared];
+}
+
+/* Sixteen keys (slots[0..count), zeros after) as 64 vectors of 16 lanes: kt[d], lane t, is key
+ * t's coordinate d. Each 16 x 16 quarter is transposed in four rounds; the round for bit b
+ * swaps the off-diagonal b x b blocks of every 2b x 2b block. Data moves only, no rounding. */
+static void transpose_keys(const float *k, const int64_t *slots, int count, float *kt) {
+    const __m512i place = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int c = 0; c < 4; c++) {
+        __m512 r[16];
+        for (int t = 0; t < 16; t++)
+            r[t] = t < count ? _mm512_loadu_ps(k + slots[t] * 64 + 16 * c) : _mm512_setzero_ps();
+        for (int b = 8; b >= 1; b >>= 1) {
+            __m512i bit = _mm512_set1_epi32(b);
+            __mmask16 upper = _mm512_test_epi32_mask(place, bit);
+            /* r[i] takes r[i + b]'s lower block into its upper; r[i + b] the reverse */
+            __m512i low = _mm512_mask_add_epi32(place, upper, place, _mm512_set1_epi32(16 - b));
+            __m512i high = _mm512_mask_add_epi32(_mm512_add_epi32(place, bit), upper, place,
+                                                 _mm512_set1_epi32(16));
+            for (int i = 0; i < 16; i++) {
+                if (i & b) continue;
+                __m512 a = r[i], e = r[i + b];
+                r[i] = _mm512_permutex2var_ps(a, low, e);
+                r[i + b] = _mm512_permutex2var_ps(a, high, e);
+            }
+        }
+        for (int t = 0; t < 16; t++) _mm512_store_ps(kt + (16 * c + t) * 16, r[t]);
+    }
+}
+
+/* s[i][t] = scale * (q[i] . key t) for eight query vectors and a transposed block of sixteen
+ * keys: lane t of one chain of products over the coordinates 0..63 in order, so a score
+ * depends only on its query and its key, never on the lanes or queries beside it. */
+static inline void score_block(const float *kt, const float *const *q, float scale,
+                               float *const *s) {
+    __m512 a[SCORED_AT_ONCE];
+    __m512 k0 = _mm512_load_ps(kt);
+    for (int i = 0; i < SCORED_AT_ONCE; i++) a[i] = _mm512_mul_ps(_mm512_set1_ps(q[i][0]), k0);
+    for (int d = 1; d < 64; d++) {
+        __m512 kd = _mm512_load_ps(kt + d * 16);
+        for (int i = 0; i < SCORED_AT_ONCE; i++)
+            a[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), kd, a[i]);
+    }
+    for (int i = 0; i < SCORED_AT_ONCE; i++)
+        _mm512_storeu_ps(s[i], _mm512_mul_ps(a[i], _mm512_set1_ps(scale)));
+}
+
+/* Scores of `count` query vectors against one transposed block, eight at a time; the last
+ * group is filled up with a zero query whose scores land in a scratch row. */
+static void score_queries(const float *kt, const float **q, float **s, int count, float scale,
+                          const float *zero_query, float *scratch) {
+    for (int i = 0; i < count; i += SCORED_AT_ONCE) {
+        const float *qi[SCORED_AT_ONCE];
+        float *si[SCORED_AT_ONCE];
+        for (int e = 0; e < SCORED_AT_ONCE; e++) {
+            qi[e] = i + e < count ? q[i + e] : zero_query;
+            si[e] = i + e < count ? s[i + e] : scratch;
+        }
+        score_block(kt, qi, scale, si);
+    }
+}
+
+/* o[i] += sum over keys [from, to) of w[i][key] * value(key), keys in order, for four query
+ * vectors of one row: each value is loaded once for the four; every o[i] is still its own
+ * chain of multiply-adds over its keys in order. */
+static inline void weigh_values(const float *v, int64_t value_stride, int64_t from, int64_t to,
+                                int64_t shared, const int64_t *more, const float *const *w,
+                                float *const *o) {
+    __m512 a[WEIGHED_AT_ONCE][4];
+    for (int i = 0; i < WEIGHED_AT_ONCE; i++)
+        for (int c = 0; c < 4; c++) a[i][c] = _mm512_loadu_ps(o[i] + 16 * c);
+    for (int64_t key = from; key < to; key++) {
+        const float *vk = v + slot_of(key, shared, more) * value_stride;
+        __m512 v0 = _mm512_loadu_ps(vk), v1 = _mm512_loadu_ps(vk + 16);
+        __m512 v2 = _mm512_loadu_ps(vk + 32), v3 = _mm512_loadu_ps(vk + 48);
+        for (int i = 0; i < WEIGHED_AT_ONCE; i++) {
+            __m512 weight = _mm512_set1_ps(w[i][key]);
+            a[i][0] = _mm512_fmadd_ps(weight, v0, a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(weight, v1, a[i][1]);
+            a[i][2] = _mm512_fmadd_ps(weight, v2, a[i][2]);
+            a[i][3] = _mm512_fmadd_ps(weight, v3, a[i][3]);
+        }
+    }
+    for (int i = 0; i < WEIGHED_AT_ONCE; i++)
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(o[i] + 16 * c, a[i][c]);
 }
 
 /* Attention of `rows` query rows (rows, heads, 64) over one layer's keys (kv_heads, capacity,
@@ -390,10 +449,11 @@ static inline int64_t slot_of(int64_t j, int64_t shared, const int64_t *more) {
  * its keys in increasing absolute position; no row has more than `most_keys`.
  *
  * A task is one key/value head and up to 8 rows, i.e. up to 8 x (heads / kv_heads) query
- * vectors; it walks the keys 16 at a time so that each block of keys and values is read from
- * memory once for all of them. For each query vector the work is still a fixed sequence over
- * its own keys in order (scores, the maximum, exp, the sum, the weighted values), the same
- * whichever rows share the task. */
+ * vectors. It walks the keys 16 at a time: a block is transposed once (once per row where the
+ * rows' slots differ, among a tree's extras) and scored against all the task's query vectors,
+ * then the values are weighed four query vectors at a time. For each query vector the work is
+ * a fixed sequence over its own keys in order (scores, the maximum, exp, the sum, the weighted
+ * values), the same whichever rows share the task and wherever its keys lie. */
 void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads,
                const float *keys, const float *values, int64_t capacity, int64_t value_stride,
                const int64_t *prefix, const int64_t *extra, const int64_t *extra_count,
@@ -404,6 +464,9 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
 #pragma omp parallel
     {
     float *scores = malloc(sizeof(float) * (size_t)(ROWS_AT_ONCE * group * width));
+    float *zero_weights = calloc((size_t)width, sizeof(float));
+    float kt[64 * KEYS_AT_ONCE] __attribute__((aligned(64)));
+    float zero_query[64] = {0}, scratch[64];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < kv_heads * row_groups; task++) {
         int64_t kv = task % kv_heads, r0 = (task / kv_heads) * ROWS_AT_ONCE;
@@ -416,31 +479,38 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
             longest = n > longest ? n : longest;
         }
         /* scores, scaled */
+        const float *q[ROWS_AT_ONCE * MOST_GROUP];
+        float *s[ROWS_AT_ONCE * MOST_GROUP];
+        int64_t slots[KEYS_AT_ONCE];
         for (int64_t j = 0; j < longest; j += KEYS_AT_ONCE) {
+            /* one block for all rows where every key a row reads here is in its shared prefix */
+            int together = 1, count = 0;
             for (int64_t r = r0; r < r1; r++) {
-                int64_t shared = prefix[r], n = shared + extra_count[r];
-                const int64_t *more = extra + r * extra_width;
+                int64_t n = prefix[r] + extra_count[r];
                 if (j >= n) continue;
-                for (int64_t g = 0; g < group; g++) {
-                    const float *q = query + (r * heads + kv * group + g) * dim;
-                    float *s = scores + ((r - r0) * group + g) * width;
-                    if (j + KEYS_AT_ONCE <= n) {
-                        __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16);
-                        __m512 q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-                        __m512 p[KEYS_AT_ONCE];
-                        for (int t = 0; t < KEYS_AT_ONCE; t++) {
-                            const float *kt = k + slot_of(j + t, shared, more) * dim;
-                            __m512 a = _mm512_mul_ps(q0, _mm512_loadu_ps(kt));
-                            a = _mm512_fmadd_ps(q1, _mm512_loadu_ps(kt + 16), a);
-                            a = _mm512_fmadd_ps(q2, _mm512_loadu_ps(kt + 32), a);
-                            p[t] = _mm512_fmadd_ps(q3, _mm512_loadu_ps(kt + 48), a);
-                        }
-                        _mm512_storeu_ps(s + j, _mm512_mul_ps(sums16(p), _mm512_set1_ps(scale)));
-                    } else {
-                        for (int64_t i = j; i < n; i++)
-                            s[i] = dot64(q, k + slot_of(i, shared, more) * dim) * scale;
-                    }
+                int64_t end = j + KEYS_AT_ONCE < n ? j + KEYS_AT_ONCE : n;
+                together &= end <= prefix[r];
+                for (int64_t g = 0; g < group; g++, count++) {
+                    q[count] = query + (r * heads + kv * group + g) * dim;
+                    s[count] = scores + ((r - r0) * group + g) * width + j;
                 }
+            }
+            if (together) {
+                int64_t end = j + KEYS_AT_ONCE < longest ? j + KEYS_AT_ONCE : longest;
+                for (int64_t t = 0; t < end - j; t++) slots[t] = j + t;
+                transpose_keys(k, slots, (int)(end - j), kt);
+                score_queries(kt, q, s, count, scale, zero_query, scratch);
+                continue;
+            }
+            for (int64_t r = r0, first = 0; r < r1; r++) {
+                int64_t shared = prefix[r], n = shared + extra_count[r];
+                if (j >= n) continue;
+                int64_t end = j + KEYS_AT_ONCE < n ? j + KEYS_AT_ONCE : n;
+                for (int64_t t = 0; t < end - j; t++)
+                    slots[t] = slot_of(j + t, shared, extra + r * extra_width);
+                transpose_keys(k, slots, (int)(end - j), kt);
+                score_queries(kt, q + first, s + first, (int)group, scale, zero_query, scratch);
+                first += group;
             }
         }
         /* weights: exp(score - the row's maximum), and their total */
@@ -448,21 +518,26 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
         for (int64_t r = r0; r < r1; r++) {
             int64_t n = prefix[r] + extra_count[r];
             for (int64_t g = 0; g < group; g++) {
-                float *s = scores + ((r - r0) * group + g) * width;
-                float top = -INFINITY;
-                for (int64_t i = 0; i < n; i++) top = s[i] > top ? s[i] : top;
-                __m512 total = _mm512_setzero_ps(), shift = _mm512_set1_ps(top);
+                float *sg = scores + ((r - r0) * group + g) * width;
+                __m512 most = _mm512_set1_ps(-INFINITY);
                 int64_t i = 0;
-                for (; i + 16 <= n; i += 16) {
-                    __m512 w = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), shift));
-                    _mm512_storeu_ps(s + i, w);
+                for (; i + 16 <= n; i += 16) most = _mm512_max_ps(most, _mm512_loadu_ps(sg + i));
+                if (i < n) {
+                    __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+                    most = _mm512_mask_max_ps(most, tail, most, _mm512_maskz_loadu_ps(tail, sg + i));
+                }
+                __m512 total = _mm512_setzero_ps();
+                __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(most));
+                for (i = 0; i + 16 <= n; i += 16) {
+                    __m512 w = exp16(_mm512_sub_ps(_mm512_loadu_ps(sg + i), shift));
+                    _mm512_storeu_ps(sg + i, w);
                     total = _mm512_add_ps(total, w);
                 }
                 if (i < n) {
                     __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
-                    __m512 w = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + i), shift));
+                    __m512 w = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, sg + i), shift));
                     w = _mm512_maskz_mov_ps(tail, w);
-                    _mm512_mask_storeu_ps(s + i, tail, w);
+                    _mm512_mask_storeu_ps(sg + i, tail, w);
                     total = _mm512_add_ps(total, w);
                 }
                 totals[(r - r0) * group + g] = _mm512_reduce_add_ps(total);
@@ -475,25 +550,17 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
         for (int64_t j = 0; j < longest; j += KEYS_AT_ONCE) {
             for (int64_t r = r0; r < r1; r++) {
                 int64_t shared = prefix[r], n = shared + extra_count[r];
-                const int64_t *more = extra + r * extra_width;
+                if (j >= n) continue;
                 int64_t end = j + KEYS_AT_ONCE < n ? j + KEYS_AT_ONCE : n;
-                for (int64_t g = 0; g < group; g++) {
-                    const float *s = scores + ((r - r0) * group + g) * width;
-                    float *o = out + (r * heads + kv * group + g) * dim;
-                    __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16);
-                    __m512 a2 = _mm512_loadu_ps(o + 32), a3 = _mm512_loadu_ps(o + 48);
-                    for (int64_t i = j; i < end; i++) {
-                        const float *vi = v + slot_of(i, shared, more) * value_stride;
-                        __m512 w = _mm512_set1_ps(s[i]);
-                        a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi), a0);
-                        a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi + 16), a1);
-                        a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi + 32), a2);
-                        a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vi + 48), a3);
+                for (int64_t g = 0; g < group; g += WEIGHED_AT_ONCE) {
+                    const float *w[WEIGHED_AT_ONCE];
+                    float *o[WEIGHED_AT_ONCE];
+                    for (int e = 0; e < WEIGHED_AT_ONCE; e++) {
+                        int real = g + e < group;
+                        w[e] = real ? scores + ((r - r0) * group + g + e) * width : zero_weights;
+                        o[e] = real ? out + (r * heads + kv * group + g + e) * dim : scratch;
                     }
-                    _mm512_storeu_ps(o, a0);
-                    _mm512_storeu_ps(o + 16, a1);
-                    _mm512_storeu_ps(o + 32, a2);
-                    _mm512_storeu_ps(o + 48, a3);
+                    weigh_values(v, value_stride, j, end, shared, extra + r * extra_width, w, o);
                 }
             }
         }
@@ -505,6 +572,7 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
                     _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(o + d), inverse));
             }
     }
+    free(zero_weights);
     free(scores);
     }
 }

@@ -89,6 +89,7 @@ _ISAS = (
 )
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 _amx_state = {"on": False}  # set where the library is loaded
+_build_state = {"key": ""}  # the loaded library's build key (its source, compiler and flags)
 
 
 class PackedInt8:
@@ -254,6 +255,11 @@ def kernel_isa() -> str | None:
     return isa.name if isa is not None and kernel_available() else None
 
 
+def kernel_build() -> str:
+    """A short name of the loaded build: costs measured with other kernels do not apply."""
+    return _build_state["key"] if _library() is not None else ""
+
+
 def amx_enabled() -> bool:
     """Whether `w8a8_linear` uses AMX tiles for its multi-row products."""
     return _library() is not None and _amx_state["on"]
@@ -277,6 +283,7 @@ def _library() -> ctypes.CDLL | None:
     if path is None:
         return None
     library = ctypes.CDLL(str(path))
+    _build_state["key"] = path.stem.rsplit("-", 1)[-1][:8]
     library.w8a8_linear.restype = None
     library.w8a8_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER]
     library.w8a8_linear.argtypes += [_SIZE, _POINTER, _POINTER, _POINTER, _POINTER]

@@ -133,8 +133,10 @@ class NativeForward:
         )
         # what the matrix products take: int8 products quantize float32 rows themselves
         self.compute_dtype = lm.dtype if weights == "same" else torch.float32
-        # the cost curve is cached under this name: AMX tiles make a different curve
-        kernels = ("-c-amx" if cpu_kernels.amx_enabled() else "-c") if self.kernels else ""
+        # the cost curve is cached under this name: another kernel build or AMX tiles make
+        # another curve
+        kernels = f"-c{cpu_kernels.kernel_build()}" if self.kernels else ""
+        kernels += "-amx" if self.kernels and cpu_kernels.amx_enabled() else ""
         self.identity = (
             f"{lm.name}-{self.backend}{kernels}-{lm.dtype_name}-t{torch.get_num_threads()}"
         )
