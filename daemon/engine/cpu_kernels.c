@@ -29,6 +29,8 @@
  * the same bytes; a 16-row tree's rows were a tenth of its linear time quantized one by one. */
 static void quantize_rows(const float *x, int64_t rows, int64_t k, int8_t *q, float *scales,
                           int32_t *offsets) {
+    /* rows apart on the threads from a prompt chunk's size on (each row alone, same bytes) */
+#pragma omp parallel for schedule(static) if (rows * k >= 65536)
     for (int64_t r = 0; r < rows; r++) {
         const float *row = x + r * k;
         int64_t body = k - k % 16;
