@@ -468,7 +468,7 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
     float *scores = malloc(sizeof(float) * (size_t)(ROWS_AT_ONCE * group * width));
     float *zero_weights = calloc((size_t)width, sizeof(float));
     float kt[64 * KEYS_AT_ONCE] __attribute__((aligned(64)));
-    float zero_query[64] = {0}, scratch[64];
+    float zero_query[64] = {0}, scratch[64] = {0}; /* scratch: where padding lanes write */
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < kv_heads * row_groups; task++) {
         int64_t kv = task % kv_heads, r0 = (task / kv_heads) * ROWS_AT_ONCE;
