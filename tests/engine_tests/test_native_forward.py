@@ -186,3 +186,14 @@ def test_unsupported_models_are_refused(tiny_lm: LoadedModel) -> None:
     assert not supports_native(on_gpu)
     with pytest.raises(ValueError, match="no native forward"):
         NativeForward(on_gpu)
+
+
+def test_cost_curve_name_follows_the_kernel_build(tiny_lm: LoadedModel) -> None:
+    """A rebuilt kernel makes another cost curve: its cache name must not be the old build's."""
+    forward = NativeForward(tiny_lm)
+    if not forward.kernels:
+        assert "-c" not in forward.identity.removeprefix(tiny_lm.name)
+        return
+    build = cpu_kernels.kernel_build()
+    assert len(build) == 8 and int(build, 16) >= 0
+    assert f"-c{build}" in forward.identity
