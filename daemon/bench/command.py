@@ -27,6 +27,7 @@ _REPLAY_METHODS = (
     "codeswift-no-context",
     "codeswift-no-memory",
     "codeswift-no-recycled",
+    "codeswift-no-analogy",
     "codeswift-no-timing",
 )
 

@@ -59,6 +59,7 @@ _ABLATIONS = {
     # trees of the heaviest nodes by stacked weight, sized by the adaptive budget
     "scoring": {"scored": False},
     "recycled": {"recycled": False},
+    "analogy": {"analogy": False},
     # everything kept from one request to the next: retrievals, the model's outputs, successors
     "memory": {"cache": False, "history": False, "recycled": False},
     # a fixed 16-node tree of the heaviest nodes instead of the scored one
@@ -83,7 +84,8 @@ _LLAMACPP = {
 _LLAMACPP_CONTEXT = 2048
 METHODS = {
     "ar": "our greedy loop with a KV cache (the baseline)",
-    "codeswift": "general + project stores, context, model history; timing; adaptive budget",
+    "codeswift": "general + project stores, context and its analogies, model history, recycled "
+    "successors; scored trees; timing, cache",
     "rest": "REST: general store only, always retrieve, no cache, fixed 64-node tree",
     "lookup": "our tree over context lookup only (prompt + output so far), 16 nodes",
     **_PEERS,

@@ -84,7 +84,50 @@ class NgramIndex:
                     return candidates
         return candidates
 
+    def analogies(
+        self, suffix_of: Sequence[int], depth: int, limit: int, reach: int = 3
+    ) -> list[Candidate]:
+        """Continuations of earlier places where the end of `suffix_of` occurred with one of
+        its last `reach` tokens different, that token's old value replaced by the new one in
+        what followed: after `mode=self.mode,` a line's `encoding` drafts `=self.encoding,`.
 
+        For each position of the differing token (last first): the longest n-gram before it
+        that occurred here, most recent occurrences first, at most `limit` of them, weight n;
+        `match` counts the equal tokens around the different one. Code repeats shapes with new
+        names (keyword arguments, assignments, parallel branches) where exact lookup finds
+        nothing or the old name.
+        """
+        data = self.tokens
+        end_of_query = len(suffix_of)
+        candidates: list[Candidate] = []
+        for back in range(1, reach + 1):
+            changed = end_of_query - back  # where the differing token is in the query
+            if changed < self.min_ngram:
+                break
+            new = suffix_of[changed]
+            after = list(suffix_of[changed + 1 :])
+            found: list[Candidate] = []
+            for n in range(min(self.max_ngram, changed), self.min_ngram - 1, -1):
+                positions = self._table[n].get(tuple(suffix_of[changed - n : changed]), ())
+                for at in reversed(positions[-_ANALOGY_SCAN:]):  # at: the old token
+                    start = at + back  # the continuation's first token
+                    old = data[at] if at < len(data) else new
+                    if start >= len(data) or old == new or data[at + 1 : start] != after:
+                        continue
+                    followed = data[start : start + depth]
+                    continuation = tuple(new if t == old else t for t in followed)
+                    found.append(Candidate(continuation, weight=float(n), match=n + back - 1))
+                    if len(found) >= limit:
+                        break
+                if found:
+                    break
+            candidates += found
+        return candidates
+
+
+# occurrences of a short n-gram an analogy looks at, newest first: a common token (`.`, a
+# newline) has hundreds, and the newest are where the code's current shape is
+_ANALOGY_SCAN = 64
 _MAX_MATCH = 32  # how far back a match is followed: evidence beyond this adds nothing
 
 
@@ -106,10 +149,13 @@ class ContextLookupDrafter:
     into one tree instead of betting on a single continuation.
     """
 
-    def __init__(self, max_ngram: int = 4, min_ngram: int = 1, max_matches: int = 8) -> None:
+    def __init__(
+        self, max_ngram: int = 4, min_ngram: int = 1, max_matches: int = 8, max_analogies: int = 4
+    ) -> None:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
         self.max_matches = max_matches
+        self.max_analogies = max_analogies  # per position of the changed token
         self._index = NgramIndex(max_ngram, min_ngram)
 
     def begin(self, prompt: Sequence[int]) -> None:
@@ -129,12 +175,23 @@ class ContextLookupDrafter:
     ) -> list[Candidate]:
         """`query`: the context's end to look up, when it is not `context`'s own (a
         fill-in-the-middle prompt's text in document order; see RetrievalDrafter)."""
+        self._follow(context)
+        return self._index.lookup(context if query is None else query, depth, self.max_matches)
+
+    def analogies(
+        self, context: Sequence[int], depth: int, query: Sequence[int] | None = None
+    ) -> list[Candidate]:
+        """Earlier code of the same shape with one name changed (`NgramIndex.analogies`)."""
+        self._follow(context)
+        return self._index.analogies(context if query is None else query, depth, self.max_analogies)
+
+    def _follow(self, context: Sequence[int]) -> None:
+        """Index what `context` gained since the last call."""
         known = self._index.tokens
         if len(context) < len(known) or context[: len(known)] != known:
             self.begin(context)  # not our request's context: start over rather than mis-draft
         else:
             self._index.extend(context[len(known) :])
-        return self._index.lookup(context if query is None else query, depth, self.max_matches)
 
 
 class HistoryDrafter:

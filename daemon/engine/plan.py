@@ -42,6 +42,7 @@ class Weights:
     history: float = 2.0
     expressions: float = 2.0
     recycled: float = 1.0
+    analogy: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class DecodePlan:
     project: bool = False  # the workspace's datastore
     expressions: bool = False  # the workspace's recurring expressions, as their own store
     recycled: bool = False  # the model's argmax successors from earlier verifies
+    # the context's earlier code of the same shape with one name changed (drafters.py)
+    analogy: bool = False
     # trees grown by calibrated acceptance and cut on the cost curve (scoring.py); off: the
     # heaviest nodes by stacked weight, as many as `budget` or the adaptive budget says
     scored: bool = False
@@ -77,7 +80,7 @@ class DecodePlan:
     @property
     def drafts(self) -> bool:
         """False for plain greedy decoding: every step verifies the root token alone."""
-        return self.context or self.history or self.recycled or self.searches_stores
+        return self.context or self.analogy or self.history or self.recycled or self.searches_stores
 
     @property
     def searches_stores(self) -> bool:
@@ -96,6 +99,7 @@ CODESWIFT = DecodePlan(
     general=True,
     project=True,
     recycled=True,
+    analogy=True,
     scored=True,
     timing=True,
     cache=True,

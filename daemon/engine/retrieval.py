@@ -6,7 +6,8 @@ Sources (paper §3, DESIGN.md §1):
   * the context itself (prompt + output so far), like prompt lookup;
   * the model's own earlier output (the LLM-preference cache), kept across requests, so drafts
     follow what this model actually writes;
-  * the model's argmax after every token it verified (recycled from earlier verifies).
+  * the model's argmax after every token it verified (recycled from earlier verifies);
+  * the context's earlier code of the same shape with one name changed (analogies).
 Retrieval timing skips the datastores where they rarely pay, and a small cache reuses the
 datastore answer for a matched context seen before.
 """
@@ -173,7 +174,8 @@ class RetrievalDrafter:
             stores += [(layer, weights.expressions, "expressions") for layer in sources.expressions]
         self.stores = stores
         self.whitespace_ids = sources.whitespace_ids
-        self.context = ContextLookupDrafter() if plan.context else None
+        # one index of the context serves its exact lookups and its analogies
+        self.context = ContextLookupDrafter() if plan.context or plan.analogy else None
         self.history = memory.history if plan.history else None
         self.successors = memory.successors if plan.recycled else None
         self._cache = memory.cache if plan.cache else None
@@ -222,11 +224,12 @@ class RetrievalDrafter:
         weights = self.plan.weights
         candidates: list[Candidate] = []
         query = self._query(context)
-        if self.context is not None:
+        if self.context is not None and self.plan.context:
             found = self.context.propose(context, depth, query)
-            if self.fim_ids is not None:  # the prompt's own markers are never drafted
-                found = _before_markers(found, self.fim_ids)
-            candidates += _tagged(found, weights.context, "context")
+            candidates += _tagged(self._unmarked(found), weights.context, "context")
+        if self.context is not None and self.plan.analogy:
+            found = self.context.analogies(context, depth, query)
+            candidates += _tagged(self._unmarked(found), weights.analogy, "analogy")
         if self.history is not None:
             candidates += _tagged(self.history.propose(query, depth), weights.history, "history")
         if self.successors is not None:
@@ -239,6 +242,10 @@ class RetrievalDrafter:
             self._last_from_store = {c.tokens for c in found}
             candidates += found
         return candidates
+
+    def _unmarked(self, found: list[Candidate]) -> list[Candidate]:
+        """The prompt's own fill-in-the-middle markers are never drafted."""
+        return found if self.fim_ids is None else _before_markers(found, self.fim_ids)
 
     def _query(self, context: Sequence[int]) -> Sequence[int]:
         """The end of `context` that drafts continue: in a fill-in-the-middle prompt, the text

@@ -213,7 +213,16 @@ def test_retrieval_drafter_with_every_switch_is_exact(tiny: ForwardPort) -> None
     project = SuffixIndex.build(docs[: len(answers)], {})
     sources = DraftSources(general, (project,), whitespace_ids=frozenset({0, 1}))
     curve = CostCurve((1, 16, 64), (10.0, 12.0, 30.0))
-    ablations = ["context", "general", "project", "cache", "timing", "recycled", "scoring"]
+    ablations = [
+        "context",
+        "general",
+        "project",
+        "cache",
+        "timing",
+        "recycled",
+        "analogy",
+        "scoring",
+    ]
     for off in [None, *ablations, "budget"]:
         plan = lab_plan(f"codeswift-no-{off}") if off else CODESWIFT  # the bench's ablations
         assert plan is not None
