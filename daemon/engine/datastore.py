@@ -25,6 +25,7 @@ __all__ = ["SEPARATOR", "Match", "StoreCorrupt", "SuffixIndex", "crc32_of"]
 SEPARATOR = 0xFFFF_FFFF  # no tokenizer has 2**32 - 1 tokens
 SCHEMA = 1
 _TOKENS, _SUFFIXES, _META = "tokens.npy", "suffixes.npy", "meta.json"
+_VISIBLE_CHECK = 64  # occurrences looked at for one outside the hidden spans
 
 
 class StoreCorrupt(Exception):
@@ -109,6 +110,9 @@ class SuffixIndex:
         """The longest suffix of `context` (max_len..min_len tokens) found in the store.
 
         If a suffix of length n occurs, every shorter suffix occurs too, so binary search over n.
+        Occurrences in hidden spans do not count: a file's old copy, hidden because the editor
+        holds a newer one, holds the context's own text, and its match would shadow the
+        shorter ones everywhere else in the workspace with continuations that are all hidden.
         """
         max_len = min(max_len, len(context))
         if max_len < min_len or not len(self.tokens):
@@ -118,7 +122,7 @@ class SuffixIndex:
         while low <= high:
             n = (low + high) // 2
             first, last = self._range(list(context[len(context) - n :]))
-            if last > first:
+            if last > first and self._any_visible(first, last):
                 best = Match(n, first, last)
                 low = n + 1
             else:
@@ -142,6 +146,17 @@ class SuffixIndex:
             if following:
                 found.append(tuple(following))
         return found
+
+    def _any_visible(self, first: int, last: int) -> bool:
+        """Whether suffix-array range [first, last) has an occurrence outside the hidden spans
+        (assumed for a range wider than `_VISIBLE_CHECK`: a hidden span is one file)."""
+        hidden = self.hidden
+        if hidden is None or not len(hidden) or last - first > _VISIBLE_CHECK:
+            return True
+        starts = self.suffixes[first:last].astype(np.int64)
+        rows = np.searchsorted(hidden[:, 0], starts, side="right") - 1
+        inside = (rows >= 0) & (starts < hidden[np.maximum(rows, 0), 1])
+        return not bool(inside.all())
 
     def _is_hidden(self, position: int) -> bool:
         assert self.hidden is not None

@@ -47,6 +47,23 @@ def test_longest_match_and_continuations_agree_with_brute_force(docs, context) -
     assert sorted(index.continuations(match, depth=3, limit=10_000)) == want
 
 
+def test_a_hidden_span_never_shadows_the_rest_of_the_store() -> None:
+    """A file's old copy hidden under the editor's newer one holds the context itself: its long
+    match must give way to the shorter ones elsewhere, not leave the store with nothing."""
+    old_copy = [1, 2, 3, 4, 5, 6, 7]
+    elsewhere = [9, 5, 6, 8, 8]
+    store = SuffixIndex.build([old_copy, elsewhere], {})
+    context = [2, 3, 4, 5, 6]
+    match = store.longest_match(context)
+    assert match is not None and match.length == 5
+    assert store.continuations(match, 2, 8) == [(7,)]
+    hidden = store.hiding([(0, len(old_copy))])
+    match = hidden.longest_match(context)
+    assert match is not None and match.length == 2  # `5 6`, found in the other document
+    assert hidden.continuations(match, 2, 8) == [(8, 8)]
+    assert store.hiding([(0, 20)]).longest_match(context) is None  # nothing visible at all
+
+
 def test_real_token_arrays(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     docs = [rng.integers(0, 151_936, size=n).tolist() for n in (500, 1000, 3)]
