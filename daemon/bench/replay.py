@@ -101,7 +101,7 @@ def _replay(
         predicted = [-1] * len(verified)  # unknown off the path (module docstring)
         for k, slot in enumerate([0, *(node + 1 for node in path)]):
             predicted[slot] = truth[done + k]
-        drafter.observe(step, verified, predicted)
+        drafter.observe(step, verified, predicted, tree.parents)
         policy.record(tree, path)
         sizes.append(tree.size)
         context.extend(step)

@@ -294,7 +294,7 @@ def _step(
     accepted = [tree.tokens[node] for node in path] + [predicted[path[-1] + 1 if path else 0]]
     if drafter is not None and budget is not None:
         # what the root and the nodes were verified as, as in every step
-        drafter.observe(accepted, [chain[-1], *tree.tokens], predicted)
+        drafter.observe(accepted, [chain[-1], *tree.tokens], predicted, tree.parents)
         budget.record(tree, path)
     return accepted
 

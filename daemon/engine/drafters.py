@@ -26,10 +26,15 @@ class Drafter(Protocol):
         tokens long. How many nodes of them are verified is the tree builder's business."""
 
     def observe(
-        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+        self,
+        accepted: Sequence[int],
+        rows: Sequence[int] = (),
+        predicted: Sequence[int] = (),
+        parents: Sequence[int] = (),
     ) -> None:
         """The tokens the last step committed (accepted drafts + bonus); `rows` are the tokens
-        it verified (root first) and `predicted` the model's argmax after each of them."""
+        it verified (root first), `predicted` the model's argmax after each of them, and
+        `parents` the tree's parent of each row after the root (-1: the root)."""
 
     def finish(self, generated: Sequence[int]) -> None:
         """The request ended; `generated` is every token the model committed after the
@@ -163,7 +168,11 @@ class ContextLookupDrafter:
         self._index.extend(prompt)
 
     def observe(
-        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+        self,
+        accepted: Sequence[int],
+        rows: Sequence[int] = (),
+        predicted: Sequence[int] = (),
+        parents: Sequence[int] = (),
     ) -> None:
         """Nothing to learn: `propose` indexes whatever the context gained."""
 
@@ -233,32 +242,65 @@ class HistoryDrafter:
 
 
 class SuccessorTable:
-    """The model's own argmax after each token it verified, rejected branches included: every
-    verify computes them anyway. On a step where nothing else drafts, the chains they form
-    are a draft for free (Token Recycling, arXiv 2408.08696, with the argmax alone: our forward
-    port returns no top-k). Kept across requests; one small list per token, newest first."""
+    """The model's argmax after each row it verified, rejected branches included: every verify
+    computes them anyway (Token Recycling, arXiv 2408.08696, with the argmax alone: our forward
+    port returns no top-k). Each is kept under the row's last 1..`order` tokens (the context's
+    end, then the tree's path down to the row), so what the model predicted after a branch it
+    rejected drafts for the context that later ends the same way. Kept across requests, newest
+    answer per key, the oldest keys dropped past `max_keys`."""
 
-    def __init__(self, per_token: int = 3) -> None:
-        self.per_token = per_token
-        self._next: dict[int, list[int]] = {}
+    def __init__(self, order: int = 3, max_keys: int = 200_000) -> None:
+        self.order = order
+        self.max_keys = max_keys
+        self._next: dict[tuple[int, ...], int] = {}  # insertion order = age
 
-    def learn(self, rows: Sequence[int], predicted: Sequence[int]) -> None:
-        for token, following in zip(rows, predicted, strict=False):
-            known = self._next.setdefault(token, [])
-            if known and known[0] == following:
+    def learn(
+        self,
+        tail: Sequence[int],
+        rows: Sequence[int],
+        parents: Sequence[int],
+        predicted: Sequence[int],
+    ) -> None:
+        """`tail`: the context's last tokens, ending with `rows[0]` (the root); `parents`: each
+        node's parent (-1 the root) for `rows[1:]`; `predicted`: the argmax after each row,
+        negative where unknown."""
+        order = self.order
+        ends = [tuple(tail[-order:]) if tail and tail[-1] == rows[0] else (rows[0],)]
+        for node, parent in enumerate(parents):
+            ends.append((*ends[parent + 1], rows[node + 1])[-order:])
+        table = self._next
+        for end, following in zip(ends, predicted, strict=False):
+            if following < 0:
                 continue
-            if following in known:
-                known.remove(following)
-            known.insert(0, following)
-            del known[self.per_token :]
+            for k in range(1, len(end) + 1):
+                key = end[-k:]
+                table.pop(key, None)  # re-inserted: now the newest
+                table[key] = following
+        if len(table) > self.max_keys:
+            for key in list(table)[: len(table) - self.max_keys // 2]:
+                del table[key]
 
     def propose(self, context: Sequence[int], depth: int) -> list[Candidate]:
-        """One chain per remembered successor of the last token, each continued along the
-        newest successor of its own last token."""
+        """One chain per key length whose answer differs from the longer keys' (longest
+        first), each continued along the longest known key of its own end; `match` is the key
+        length that drafted its first token."""
         candidates = []
-        for first in self._next.get(context[-1], ()):
+        firsts: set[int] = set()
+        end = tuple(context[-self.order :])
+        for k in range(len(end), 0, -1):
+            first = self._next.get(end[-k:])
+            if first is None or first in firsts:
+                continue
+            firsts.add(first)
             chain = [first]
-            while len(chain) < depth and (after := self._next.get(chain[-1])):
-                chain.append(after[0])
-            candidates.append(Candidate(tuple(chain), source="recycled", match=1))
+            while len(chain) < depth and (after := self._longest(end + tuple(chain))) is not None:
+                chain.append(after)
+            candidates.append(Candidate(tuple(chain), source="recycled", match=k))
         return candidates
+
+    def _longest(self, tokens: tuple[int, ...]) -> int | None:
+        for k in range(min(self.order, len(tokens)), 0, -1):
+            found = self._next.get(tokens[-k:])
+            if found is not None:
+                return found
+        return None

@@ -38,6 +38,7 @@ __all__ = [
 _KEY_TOKENS = 16  # SuffixIndex.longest_match reads at most this many context tokens
 # document-order context a draft looks up: longer than any match is followed (drafters' 32)
 _QUERY_TOKENS = 40
+_TAIL_TOKENS = 4  # context kept for the successor table's keys (at most 3 tokens long)
 _LEAD_TOKENS = 16  # context kept before an output in the history: as far as a match is scored
 _CACHE_ENTRIES = 4096
 
@@ -189,6 +190,7 @@ class RetrievalDrafter:
         self.fim_ids = sources.fim_ids
         self._seam: tuple[int, int] | None = None  # (hole, middle marker) positions
         self._lead: list[int] = []  # the request's context end, in document order
+        self._tail: Sequence[int] = ()
 
     # -- Drafter protocol -------------------------------------------------------------------
 
@@ -201,10 +203,14 @@ class RetrievalDrafter:
         self.stats = DraftStats()
 
     def observe(
-        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+        self,
+        accepted: Sequence[int],
+        rows: Sequence[int] = (),
+        predicted: Sequence[int] = (),
+        parents: Sequence[int] = (),
     ) -> None:
-        if self.successors is not None:
-            self.successors.learn(rows, predicted)
+        if self.successors is not None and rows:
+            self.successors.learn(self._tail, rows, parents, predicted)
         if self._last_from_store:
             hit = len(accepted) > 1 and any(c[0] == accepted[0] for c in self._last_from_store)
             kind = self._last_kind
@@ -224,6 +230,7 @@ class RetrievalDrafter:
         weights = self.plan.weights
         candidates: list[Candidate] = []
         query = self._query(context)
+        self._tail = query[-_TAIL_TOKENS:]  # what the next verify's rows follow
         if self.context is not None and self.plan.context:
             found = self.context.propose(context, depth, query)
             candidates += _tagged(self._unmarked(found), weights.context, "context")

@@ -58,7 +58,11 @@ class Oracle:
         assert len(prompt) == self.prompt_len
 
     def observe(
-        self, accepted: Sequence[int], rows: Sequence[int] = (), predicted: Sequence[int] = ()
+        self,
+        accepted: Sequence[int],
+        rows: Sequence[int] = (),
+        predicted: Sequence[int] = (),
+        parents: Sequence[int] = (),
     ) -> None:
         pass
 

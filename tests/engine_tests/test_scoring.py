@@ -84,11 +84,26 @@ def test_recording_counts_only_nodes_whose_parent_was_accepted() -> None:
     assert book.accepted.get("context", 0) == 0
 
 
-def test_successor_table_chains_the_newest_argmax() -> None:
-    table = SuccessorTable(per_token=2)
-    table.learn([10, 11, 12], [11, 12, 13])
-    table.learn([10], [20])  # newest first
-    proposed = table.propose([5, 10], depth=3)
-    assert [c.tokens for c in proposed] == [(20,), (11, 12, 13)]
+def test_successor_table_drafts_what_the_model_predicted_on_a_rejected_branch() -> None:
+    table = SuccessorTable(order=2)
+    # root 10 after 5; nodes 11 (under the root), 12 (under 11), 30 (under the root, rejected)
+    table.learn([5, 10], [10, 11, 12, 30], [-1, 0, -1], [11, 12, 13, 31])
+    # a context that later ends like the rejected branch gets the model's answer there
+    proposed = table.propose([7, 10, 30], depth=3)
+    assert [(c.tokens, c.match) for c in proposed] == [((31,), 2)]
     assert {c.source for c in proposed} == {"recycled"}
+    # the accepted path chains along the longest keys known
+    assert [c.tokens for c in table.propose([1, 10], depth=3)] == [(11, 12, 13)]
     assert table.propose([99], depth=3) == []
+
+
+def test_successor_table_keeps_the_newest_answer_and_forgets_the_oldest_keys() -> None:
+    table = SuccessorTable(order=1, max_keys=4)
+    table.learn([1], [1], [], [2])
+    table.learn([1], [1], [], [3])  # a newer answer after the same key replaces the older
+    assert table.propose([1], depth=1)[0].tokens == (3,)
+    table.learn([2], [2, 5, 6, 7], [-1, 0, 1], [5, 6, 7, -1])  # -1: not known, not kept
+    assert table.propose([7], depth=1) == []
+    assert table.propose([1], depth=1)[0].tokens == (3,)
+    table.learn([8], [8], [], [9])  # a fifth key: the oldest half goes
+    assert table.propose([1], depth=1) == [] and table.propose([8], depth=1)[0].tokens == (9,)
