@@ -46,7 +46,7 @@ lint: venv  ## ruff and mypy
 
 BENCH := $(BIN)/codeswift bench --max-new-tokens 128
 PEERS := pld,rest,lookup,codeswift
-ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-context,codeswift-no-cache,codeswift-no-timing,codeswift-no-budget,codeswift-no-scoring,codeswift-no-recycled
+ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-context,codeswift-no-cache,codeswift-no-timing,codeswift-no-budget,codeswift-no-scoring,codeswift-no-recycled,codeswift-no-analogy
 
 CPU_PEERS := codeswift,lookup,llamacpp,llamacpp-pld,codeswift@transformers
 CPU_LLAMA := codeswift,lookup,llamacpp,llamacpp-pld

@@ -55,7 +55,7 @@ class DecodePlan:
     general: bool = False  # the general datastore (common code)
     project: bool = False  # the workspace's datastore
     expressions: bool = False  # the workspace's recurring expressions, as their own store
-    recycled: bool = False  # the model's argmax successors from earlier verifies
+    recycled: bool = False  # the model's argmax after earlier verified rows, by their last tokens
     # the context's earlier code of the same shape with one name changed (drafters.py)
     analogy: bool = False
     # trees grown by calibrated acceptance and cut on the cost curve (scoring.py); off: the
