@@ -6,7 +6,8 @@ Sources (paper §3, DESIGN.md §1):
   * the context itself (prompt + output so far), like prompt lookup;
   * the model's own earlier output (the LLM-preference cache), kept across requests, so drafts
     follow what this model actually writes;
-  * the model's argmax after every token it verified (recycled from earlier verifies);
+  * the model's argmax after every row it verified, kept under the row's last tokens
+    (recycled from earlier verifies, rejected branches included);
   * the context's earlier code of the same shape with one name changed (analogies).
 Retrieval timing skips the datastores where they rarely pay, and a small cache reuses the
 datastore answer for a matched context seen before.
