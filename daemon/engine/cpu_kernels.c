@@ -597,3 +597,44 @@ void rms_norm(const float *x, int64_t rows, int64_t width, const float *weight, 
         }
     }
 }
+
+/* out = silu(gate) * up for rows of [gate | up], width a multiple of 16. The exponential is
+ * taken of -|gate| (never overflows): sigmoid = 1 / (1 + e) above zero, e / (1 + e) below. */
+void silu_mul(const float *gate_up, int64_t rows, int64_t width, float *out) {
+#pragma omp parallel for schedule(static) if (rows >= 8)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gate = gate_up + r * 2 * width, *up = gate + width;
+        for (int64_t i = 0; i < width; i += 16) {
+            __m512 g = _mm512_loadu_ps(gate + i);
+            __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(g)));
+            __m512 denominator = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+            __mmask16 positive = _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_GE_OQ);
+            __m512 numerator = _mm512_mask_blend_ps(positive, e, _mm512_set1_ps(1.0f));
+            __m512 silu = _mm512_mul_ps(g, _mm512_div_ps(numerator, denominator));
+            _mm512_storeu_ps(out + r * width + i, _mm512_mul_ps(silu, _mm512_loadu_ps(up + i)));
+        }
+    }
+}
+
+/* RoPE in the half-split layout, dim a multiple of 32: x[r, h] (strides x_row, x_head) into
+ * out[r, h] (strides out_row, out_head), with cos and sin (rows, dim / 2). Each product is
+ * rounded on its own, as torch's `first * cos - second * sin` is, so the bits are torch's. */
+void rope(const float *x, int64_t rows, int64_t heads, int64_t dim, int64_t x_row,
+          int64_t x_head, const float *cos, const float *sin, float *out, int64_t out_row,
+          int64_t out_head) {
+    int64_t half = dim / 2;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t h = 0; h < heads; h++) {
+            const float *in = x + r * x_row + h * x_head;
+            float *to = out + r * out_row + h * out_head;
+            for (int64_t i = 0; i < half; i += 16) {
+                __m512 c = _mm512_loadu_ps(cos + r * half + i);
+                __m512 s = _mm512_loadu_ps(sin + r * half + i);
+                __m512 first = _mm512_loadu_ps(in + i), second = _mm512_loadu_ps(in + half + i);
+                _mm512_storeu_ps(to + i, _mm512_sub_ps(_mm512_mul_ps(first, c),
+                                                       _mm512_mul_ps(second, s)));
+                _mm512_storeu_ps(to + half + i, _mm512_add_ps(_mm512_mul_ps(second, c),
+                                                              _mm512_mul_ps(first, s)));
+            }
+        }
+}

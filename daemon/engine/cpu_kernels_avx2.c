@@ -318,3 +318,45 @@ void rms_norm(const float *x, int64_t rows, int64_t width, const float *weight, 
         }
     }
 }
+
+/* out = silu(gate) * up for rows of [gate | up], width a multiple of 8. The exponential is
+ * taken of -|gate| (exp8's range): sigmoid = 1 / (1 + e) above zero, e / (1 + e) below. */
+void silu_mul(const float *gate_up, int64_t rows, int64_t width, float *out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+#pragma omp parallel for schedule(static) if (rows >= 8)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gate = gate_up + r * 2 * width, *up = gate + width;
+        for (int64_t i = 0; i < width; i += 8) {
+            __m256 g = _mm256_loadu_ps(gate + i);
+            __m256 e = exp8(_mm256_or_ps(g, sign)); /* -|g| */
+            __m256 denominator = _mm256_add_ps(one, e);
+            __m256 positive = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GE_OQ);
+            __m256 numerator = _mm256_blendv_ps(e, one, positive);
+            __m256 silu = _mm256_mul_ps(g, _mm256_div_ps(numerator, denominator));
+            _mm256_storeu_ps(out + r * width + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+        }
+    }
+}
+
+/* RoPE in the half-split layout, dim a multiple of 16: x[r, h] (strides x_row, x_head) into
+ * out[r, h] (strides out_row, out_head), with cos and sin (rows, dim / 2). Each product is
+ * rounded on its own, as torch's `first * cos - second * sin` is, so the bits are torch's. */
+void rope(const float *x, int64_t rows, int64_t heads, int64_t dim, int64_t x_row,
+          int64_t x_head, const float *cos, const float *sin, float *out, int64_t out_row,
+          int64_t out_head) {
+    int64_t half = dim / 2;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t h = 0; h < heads; h++) {
+            const float *in = x + r * x_row + h * x_head;
+            float *to = out + r * out_row + h * out_head;
+            for (int64_t i = 0; i < half; i += 8) {
+                __m256 c = _mm256_loadu_ps(cos + r * half + i);
+                __m256 s = _mm256_loadu_ps(sin + r * half + i);
+                __m256 first = _mm256_loadu_ps(in + i), second = _mm256_loadu_ps(in + half + i);
+                _mm256_storeu_ps(to + i, _mm256_sub_ps(_mm256_mul_ps(first, c),
+                                                       _mm256_mul_ps(second, s)));
+                _mm256_storeu_ps(to + half + i, _mm256_add_ps(_mm256_mul_ps(second, c),
+                                                              _mm256_mul_ps(first, s)));
+            }
+        }
+}

@@ -129,6 +129,7 @@ class NativeForward:
             cpu_kernels.kernel_available()
             and self.head_dim == 64
             and int(config.hidden_size) % 16 == 0
+            and int(config.intermediate_size) % 16 == 0  # silu_mul's vectors
             and self.heads // self.kv_heads <= 16  # the attention kernel's bound
         )
         # what the matrix products take: int8 products quantize float32 rows themselves
@@ -210,7 +211,7 @@ class NativeForward:
         cache.reserve(q_len + BLOCK)  # attention reads whole blocks past the last row
         start = cache.length
         hidden = self._embed[torch.tensor(list(tokens), dtype=torch.long)].float()  # (Q, H)
-        cos, sin = self._rope(positions)  # (Q, 1, D/2)
+        cos, sin = self._rope(positions)  # (Q, D/2)
         for index, layer in enumerate(self._layers):
             keys, values = cache.keys[index], cache.values[index]  # (KV, cap, D)
             attended = self._attention(layer, hidden, keys, values, start, cos, sin, layout)
@@ -245,9 +246,14 @@ class NativeForward:
         key = qkv[:, heads * dim : (heads + kv_heads) * dim].view(q_len, kv_heads, dim)
         value = qkv[:, (heads + kv_heads) * dim :].view(q_len, kv_heads, dim)
         end = start + q_len
-        keys[:, start:end] = _rotate(key, cos, sin).transpose(0, 1)
         values[:, start:end, :dim] = value.transpose(0, 1)
-        rotated = _rotate(query, cos, sin)
+        if self.kernels:  # keys rotated straight into the cache, no intermediate tensors
+            cpu_kernels.rope(key, cos, sin, keys[:, start:end].transpose(0, 1))
+            rotated = torch.empty((q_len, heads, dim), dtype=torch.float32)
+            cpu_kernels.rope(query, cos, sin, rotated)
+        else:
+            keys[:, start:end] = _rotate(key, cos, sin).transpose(0, 1)
+            rotated = _rotate(query, cos, sin)
         if self.kernels:
             # the layout's key count, not a reduction per layer: no host sync in the step
             mixed = cpu_kernels.attention(
@@ -266,14 +272,17 @@ class NativeForward:
 
     def _mlp(self, layer: _Layer, hidden: torch.Tensor) -> torch.Tensor:
         normed = self._norm(hidden, layer.mlp_norm).to(self.compute_dtype)
+        gate_up = layer.gate_up(normed)
+        if self.kernels and gate_up.dtype == torch.float32:
+            return layer.down(cpu_kernels.silu_mul(gate_up)).float()
         # the activation in the products' precision, as transformers does: converting the
         # (Q, 2 * intermediate) block to float32 and back cost more than the products in a prefill
-        gate, up = layer.gate_up(normed).chunk(2, dim=-1)
+        gate, up = gate_up.chunk(2, dim=-1)
         return layer.down(functional.silu(gate) * up).float()
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         angles = positions.float()[:, None] * self._inv_freq[None]  # (Q, D/2)
-        return angles.cos()[:, None], angles.sin()[:, None]
+        return angles.cos(), angles.sin()
 
     def _load_layer(self, layer: Any, weights: str) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -302,6 +311,8 @@ def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.T
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE in the half-split layout Qwen2/Llama checkpoints use: x (Q, heads, D) float32."""
+    """RoPE in the half-split layout Qwen2/Llama checkpoints use: x (Q, heads, D) float32,
+    cos and sin (Q, D/2)."""
+    cos, sin = cos[:, None], sin[:, None]
     first, second = x.chunk(2, dim=-1)
     return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)

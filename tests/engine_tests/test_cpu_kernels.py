@@ -129,3 +129,32 @@ def test_rms_norm_matches_torch_and_is_row_invariant() -> None:
     torch.testing.assert_close(together, _rms_norm(x, weight, 1e-6), rtol=1e-6, atol=1e-6)
     for i in range(7):
         assert torch.equal(together[i], cpu_kernels.rms_norm(x[i : i + 1], weight, 1e-6)[0])
+
+
+def test_silu_mul_matches_torch_and_is_row_invariant() -> None:
+    torch.manual_seed(4)
+    gate_up = torch.randn(9, 2 * 4864) * 6
+    gate_up[0, :6] = torch.tensor([0.0, -0.0, 30.0, -30.0, 1e-20, -1e-20])
+    together = cpu_kernels.silu_mul(gate_up)
+    gate, up = gate_up.double().chunk(2, dim=-1)
+    exact = (functional.silu(gate) * up).float()
+    torch.testing.assert_close(together, exact, rtol=1e-6, atol=1e-30)
+    for i in range(9):
+        assert torch.equal(together[i], cpu_kernels.silu_mul(gate_up[i : i + 1])[0])
+
+
+def test_rope_gives_torchs_bits_from_and_into_strided_views() -> None:
+    from daemon.engine.native_forward import _rotate
+
+    torch.manual_seed(5)
+    fused = torch.randn(6, 18, 64)  # as the qkv product: 14 query heads, 2 key, 2 value
+    query, key = fused[:, :14], fused[:, 14:16]
+    angles = torch.arange(40, 46).float()[:, None] * torch.rand(32)[None]
+    cos, sin = angles.cos(), angles.sin()
+    rotated = torch.empty(6, 14, 64)
+    cpu_kernels.rope(query, cos, sin, rotated)
+    assert torch.equal(rotated, _rotate(query, cos, sin))
+    keys = torch.zeros(2, 20, 64)  # (kv heads, capacity, dim), rows 10..15 written
+    cpu_kernels.rope(key, cos, sin, keys[:, 10:16].transpose(0, 1))
+    assert torch.equal(keys[:, 10:16].transpose(0, 1), _rotate(key, cos, sin))
+    assert not keys[:, :10].any() and not keys[:, 16:].any()
