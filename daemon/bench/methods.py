@@ -66,7 +66,7 @@ _ABLATIONS = {
     "budget": {"budget": 16, "scored": False},
 }
 # deeper drafts than MAX_DEPTH, to measure what the cap costs where long runs repeat
-_DEPTHS = (16, 24)
+_DEPTHS = (24, 32)
 _DEEPER = {
     f"{base}-depth{depth}": (base, depth) for base in ("codeswift", "lookup") for depth in _DEPTHS
 }

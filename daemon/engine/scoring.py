@@ -109,8 +109,12 @@ class Calibration:
         """The estimate plus a bonus that shrinks as the cell's own evidence grows: a cell
         judged on a few early rejections would otherwise never be verified, and so never
         corrected."""
+        return self.estimates(cell)[1]
+
+    def estimates(self, cell: tuple[object, ...]) -> tuple[float, float]:
+        """(`estimate`, `optimistic`) of `cell`, from one walk down its levels."""
         p, reached = self._estimate(cell)
-        return min(1.0, p + _EXPLORE / math.sqrt(1.0 + reached))
+        return p, min(1.0, p + _EXPLORE / math.sqrt(1.0 + reached))
 
     def _estimate(self, cell: tuple[object, ...]) -> tuple[float, float]:
         p, reached = _PRIOR, 0.0
@@ -163,12 +167,16 @@ class ScoredTrees:
         cells: dict[int, tuple[object, ...]] = {}
         conditional: dict[int, float] = {}
         expected: dict[int, float] = {-1: 1.0}  # calibrated path probability, root = 1
+        # (estimate, optimistic estimate) per cell: a tree's nodes share a few dozen cells
+        known: dict[tuple[object, ...], tuple[float, float]] = {}
 
         def push(heap: list[tuple[float, int]], parent_path: float, node: int) -> None:
             cells[node] = cell = cell_of(trie, node)
-            conditional[node] = calibration.estimate(cell)
+            if cell not in known:
+                known[cell] = calibration.estimates(cell)
+            conditional[node], hope = known[cell]
             expected[node] = expected[trie.parents[node]] * conditional[node]
-            heapq.heappush(heap, (-parent_path * calibration.optimistic(cell), node))
+            heapq.heappush(heap, (-parent_path * hope, node))
 
         heap: list[tuple[float, int]] = []
         for node in trie.children[0]:
