@@ -51,7 +51,7 @@ ABLATIONS := codeswift,codeswift-no-general,codeswift-no-project,codeswift-no-co
 CPU_PEERS := codeswift,lookup,llamacpp,llamacpp-pld,codeswift@transformers
 CPU_LLAMA := codeswift,lookup,llamacpp,llamacpp-pld
 BF16_EXACT := codeswift,lookup,rest
-DRAFT_PEERS := codeswift,lookup,pld
+DRAFT_PEERS := codeswift,lookup,pld,llamacpp
 
 bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session, bf16 exactness, editor latency, drafting replays, drafting on untuned suites (about 7.5 h on 2 cores)
 	mkdir -p docs/bench
