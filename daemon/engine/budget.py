@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from daemon.engine.atomic import write_atomically
@@ -65,6 +66,24 @@ class CostCurve:
                 fraction = (tokens - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
                 return ms[i - 1] + (ms[i] - ms[i - 1]) * fraction
         return ms[-1] * tokens / sizes[-1]
+
+    def least_row_cost(self, tokens: int) -> float:
+        """The smallest cost of one more token anywhere past `tokens`: a lower bound on
+        (cost(t + k) - cost(t)) / k for every t >= `tokens` (0 or less on a noisy curve)."""
+        if tokens < self.sizes[0]:
+            return 0.0  # the curve is flat below its first size
+        slopes = self._row_costs
+        return min(slope for end, slope in slopes if end > tokens)
+
+    @cached_property
+    def _row_costs(self) -> tuple[tuple[float, float], ...]:
+        """(segment end, cost per token) of each segment, then of the tail past the last size."""
+        sizes, ms = self.sizes, self.ms
+        segments = [
+            (float(sizes[i]), (ms[i] - ms[i - 1]) / (sizes[i] - sizes[i - 1]))
+            for i in range(1, len(sizes))
+        ]
+        return (*segments, (math.inf, ms[-1] / sizes[-1]))
 
 
 class FixedBudget:

@@ -195,7 +195,9 @@ class SuffixIndex:
             raise StoreCorrupt(f"{folder}: truncated")
         if meta.get("crc32") != [crc32_of(tokens), crc32_of(suffixes)]:
             raise StoreCorrupt(f"{folder}: checksum mismatch")
-        return cls(tokens, suffixes, meta)
+        # plain views of the mapped pages: indexing a `memmap` pays its subclass hooks
+        # (~1 us a slice, ~0.3 ms a step over a search's hundreds of probes)
+        return cls(np.asarray(tokens), np.asarray(suffixes), meta)
 
 
 def crc32_of(array: np.ndarray) -> int:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from daemon.engine.budget import CostCurve
-from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, Trie
+from daemon.engine.tree import EMPTY_TREE, Candidate, DraftTree, tree_of
 
 __all__ = ["Calibration", "Reliability", "ScoredTrees", "cell_of"]
 
@@ -37,22 +37,77 @@ _EXPLORE = 0.15  # optimism for a cell with no evidence of its own; /sqrt(1 + it
 _EXPLORE_NODES = 2  # at most this many nodes verified on optimism alone
 
 
-def cell_of(trie: Trie, node: int) -> tuple[object, ...]:
-    """(source, match, share bin, agreeing sources, depth bucket) of a trie node."""
-    shares = trie.by_source[node]
+def cell_of(
+    shares: dict[str, float], weight: float, above: float, match: int, depth: int
+) -> tuple[object, ...]:
+    """(source, match, share bin, agreeing sources, depth bucket) of a trie node: `shares` is
+    the weight each source put on it, `weight` their sum, `above` its parent's weight."""
     source = max(shares, key=lambda s: shares[s])
-    parent = trie.parents[node]
-    above = trie.weights[parent] if parent >= 0 else trie.root_weight
-    share = trie.weights[node] / above if above > 0 else 0.0
+    share = weight / above if above > 0 else 0.0
     share_bin = next(i for i, edge in enumerate(_SHARE_BINS) if share >= edge)
-    depth = trie.depths[node]
     return (
         source,
-        next(i for i, edge in enumerate(_MATCH_BINS) if trie.matches[node] >= edge),
+        next(i for i, edge in enumerate(_MATCH_BINS) if match >= edge),
         share_bin,
         min(len(shares), 2),
         1 if depth == 1 else 2 if depth <= 3 else 3,
     )
+
+
+class _LazyTrie:
+    """The candidates' trie, built only where the best-first growth goes: a node's children
+    are made when the node is taken. Of a step's few hundred candidate tokens a tree keeps a
+    dozen or two, and making every node cost ~0.6 ms a step (the eager `Trie`).
+
+    Node ids follow creation here; `rank` gives each node the position the eager trie would
+    have given it ((first candidate through it, depth): candidates in order, each root to
+    leaf), which breaks ties between equal path probabilities as before."""
+
+    def __init__(self, candidates: Sequence[Candidate], max_depth: int) -> None:
+        self.candidates = [c for c in candidates if c.tokens[:max_depth]]
+        self.max_depth = max_depth
+        self.root_weight = 0.0
+        for candidate in self.candidates:
+            self.root_weight += candidate.weight
+        self.tokens: list[int] = []
+        self.parents: list[int] = []
+        self.depths: list[int] = []
+        self.weights: list[float] = []
+        self.rank: list[tuple[int, int]] = []
+        self._members: list[list[int]] = []  # candidates through each node, in order
+
+    def expand(self, node: int) -> list[tuple[int, tuple[object, ...]]]:
+        """Make the children of `node` (-1: the root): [(child, its cell)]."""
+        if node < 0:
+            members: Sequence[int] = range(len(self.candidates))
+            depth, above = 0, self.root_weight
+        else:
+            members, depth, above = self._members[node], self.depths[node], self.weights[node]
+        if depth >= self.max_depth:
+            return []
+        groups: dict[int, list[int]] = {}
+        for index in members:
+            tokens = self.candidates[index].tokens
+            if depth < len(tokens):
+                groups.setdefault(tokens[depth], []).append(index)
+        made = []
+        for token, through in groups.items():
+            child = len(self.tokens)
+            weight, match = 0.0, 0
+            shares: dict[str, float] = {}
+            for index in through:
+                candidate = self.candidates[index]
+                weight += candidate.weight
+                shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
+                match = max(match, candidate.match)
+            self.tokens.append(token)
+            self.parents.append(node)
+            self.depths.append(depth + 1)
+            self.weights.append(weight)
+            self.rank.append((through[0], depth + 1))
+            self._members.append(through)
+            made.append((child, cell_of(shares, weight, above, match, depth + 1)))
+        return made
 
 
 @dataclass
@@ -160,35 +215,41 @@ class ScoredTrees:
     def build(self, candidates: Sequence[Candidate], depth: int, rows: int = 1) -> DraftTree:
         if depth <= 0 or not candidates:
             return EMPTY_TREE
-        trie = Trie(candidates, depth)
-        if not len(trie):
-            return EMPTY_TREE
-        calibration = self.calibration
+        trie = _LazyTrie(candidates, depth)
+        calibration, curve = self.calibration, self.curve
         cells: dict[int, tuple[object, ...]] = {}
         conditional: dict[int, float] = {}
         expected: dict[int, float] = {-1: 1.0}  # calibrated path probability, root = 1
         # (estimate, optimistic estimate) per cell: a tree's nodes share a few dozen cells
         known: dict[tuple[object, ...], tuple[float, float]] = {}
+        heap: list[tuple[float, tuple[int, int], int]] = []
 
-        def push(heap: list[tuple[float, int]], parent_path: float, node: int) -> None:
-            cells[node] = cell = cell_of(trie, node)
-            if cell not in known:
-                known[cell] = calibration.estimates(cell)
-            conditional[node], hope = known[cell]
-            expected[node] = expected[trie.parents[node]] * conditional[node]
-            heapq.heappush(heap, (-parent_path * hope, node))
+        def grow(node: int, path_hope: float) -> None:
+            for child, cell in trie.expand(node):
+                cells[child] = cell
+                if cell not in known:
+                    known[cell] = calibration.estimates(cell)
+                conditional[child], hope = known[cell]
+                expected[child] = expected[node] * conditional[child]
+                heapq.heappush(heap, (-path_hope * hope, trie.rank[child], child))
 
-        heap: list[tuple[float, int]] = []
-        for node in trie.children[0]:
-            push(heap, 1.0, node)
+        grow(-1, 1.0)
         order: list[int] = []
         hopes: list[float] = []  # optimistic path probabilities, in the order grown
+        total, best_speed = 1.0, 1.0 / curve.cost(rows)
         while heap and len(order) < self.cap:
-            negative, node = heapq.heappop(heap)
+            hope = -heap[0][0]
+            # every node still to come has a path probability of at most `hope` and costs at
+            # least the curve's cheapest row from here on: once that cannot beat the best
+            # speed so far, growing on changes neither cut below (see `_pays`)
+            if hope <= best_speed * curve.least_row_cost(rows + len(order)):
+                break
+            _, _, node = heapq.heappop(heap)
             order.append(node)
-            hopes.append(-negative)
-            for child in trie.children[node + 1]:
-                push(heap, -negative, child)
+            hopes.append(hope)
+            total += expected[node]
+            best_speed = max(best_speed, total / curve.cost(rows + len(order)))
+            grow(node, hope)
         # the size is chosen on the calibrated estimates; the optimism only orders the growth
         # and, where it alone would pay, keeps a node or two so sparse cells keep learning
         kept = max(
@@ -196,7 +257,14 @@ class ScoredTrees:
             min(_EXPLORE_NODES, self._pays(hopes, rows)),
         )
         chosen = order[:kept]
-        return trie.tree(chosen, [cells[n] for n in chosen], [conditional[n] for n in chosen])
+        return tree_of(
+            trie.tokens,
+            trie.parents,
+            trie.depths,
+            chosen,
+            [cells[n] for n in chosen],
+            [conditional[n] for n in chosen],
+        )
 
     def _pays(self, paths: Sequence[float], rows: int) -> int:
         """How many of the best-first nodes maximise expected tokens per unit of cost, in a

@@ -64,34 +64,22 @@ EMPTY_TREE = DraftTree(tokens=(), parents=(), depths=(), children=({},))
 class Trie:
     """Candidates merged token by token: node ids in insertion order, parents before children.
 
-    Per node: token, parent (-1 under the root), depth, summed weight and, with `evidence`, the
-    weight each source put on it and the longest match behind it."""
+    Per node: token, parent (-1 under the root), depth and summed weight. (Scored trees build
+    theirs lazily, with more evidence per node: scoring.py.)"""
 
-    def __init__(
-        self, candidates: Iterable[Candidate], max_depth: int, evidence: bool = True
-    ) -> None:
+    def __init__(self, candidates: Iterable[Candidate], max_depth: int) -> None:
         ids: dict[tuple[int, int], int] = {}
         self.tokens: list[int] = []
         self.parents: list[int] = []
         self.depths: list[int] = []
         self.weights: list[float] = []
-        self.by_source: list[dict[str, float]] = []
-        self.matches: list[int] = []
-        self.children: list[list[int]] = [[]]  # slot 0 = root, slot n + 1 = node n
-        self.root_weight = 0.0  # the weight of every candidate that proposed a token
         for candidate in candidates:
-            if candidate.tokens[:max_depth]:
-                self.root_weight += candidate.weight
             parent = -1
             for depth, token in enumerate(candidate.tokens[:max_depth], start=1):
                 node = ids.get((parent, token))
                 if node is None:
                     node = ids[(parent, token)] = self._add(token, parent, depth)
                 self.weights[node] += candidate.weight
-                if evidence:  # what scored trees read; plain weight ranking needs none of it
-                    shares = self.by_source[node]
-                    shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
-                    self.matches[node] = max(self.matches[node], candidate.match)
                 parent = node
 
     def __len__(self) -> int:
@@ -103,35 +91,39 @@ class Trie:
         self.parents.append(parent)
         self.depths.append(depth)
         self.weights.append(0.0)
-        self.by_source.append({})
-        self.matches.append(0)
-        self.children.append([])
-        self.children[parent + 1].append(node)
         return node
 
-    def tree(
-        self,
-        kept: Sequence[int],
-        cells: Sequence[tuple[object, ...]] = (),
-        estimates: Sequence[float] = (),
-    ) -> DraftTree:
+    def tree(self, kept: Sequence[int]) -> DraftTree:
         """The draft tree of the nodes `kept` (ancestor-closed), breadth first."""
-        order = sorted(range(len(kept)), key=lambda i: (self.depths[kept[i]], i))
-        nodes = [kept[i] for i in order]
-        new_index = {old: new for new, old in enumerate(nodes)}
-        parents = tuple(new_index[self.parents[n]] if self.parents[n] >= 0 else -1 for n in nodes)
-        tokens = tuple(self.tokens[n] for n in nodes)
-        children: list[dict[int, int]] = [{} for _ in range(len(nodes) + 1)]
-        for node, (parent, token) in enumerate(zip(parents, tokens, strict=True)):
-            children[parent + 1][token] = node
-        return DraftTree(
-            tokens=tokens,
-            parents=parents,
-            depths=tuple(self.depths[n] for n in nodes),
-            children=tuple(children),
-            cells=tuple(cells[i] for i in order) if cells else (),
-            estimates=tuple(estimates[i] for i in order) if estimates else (),
-        )
+        return tree_of(self.tokens, self.parents, self.depths, kept)
+
+
+def tree_of(
+    tokens: Sequence[int],
+    parents: Sequence[int],
+    depths: Sequence[int],
+    kept: Sequence[int],
+    cells: Sequence[tuple[object, ...]] = (),
+    estimates: Sequence[float] = (),
+) -> DraftTree:
+    """The draft tree of the trie nodes `kept` (ancestor-closed; a trie's nodes as arrays:
+    token, parent (-1 under the root) and depth of each), breadth first."""
+    order = sorted(range(len(kept)), key=lambda i: (depths[kept[i]], i))
+    nodes = [kept[i] for i in order]
+    new_index = {old: new for new, old in enumerate(nodes)}
+    new_parents = tuple(new_index[parents[n]] if parents[n] >= 0 else -1 for n in nodes)
+    new_tokens = tuple(tokens[n] for n in nodes)
+    children: list[dict[int, int]] = [{} for _ in range(len(nodes) + 1)]
+    for node, (parent, token) in enumerate(zip(new_parents, new_tokens, strict=True)):
+        children[parent + 1][token] = node
+    return DraftTree(
+        tokens=new_tokens,
+        parents=new_parents,
+        depths=tuple(depths[n] for n in nodes),
+        children=tuple(children),
+        cells=tuple(cells[i] for i in order) if cells else (),
+        estimates=tuple(estimates[i] for i in order) if estimates else (),
+    )
 
 
 def build_tree(candidates: Iterable[Candidate], budget: int, max_depth: int) -> DraftTree:
@@ -143,7 +135,7 @@ def build_tree(candidates: Iterable[Candidate], budget: int, max_depth: int) -> 
     """
     if budget <= 0 or max_depth <= 0:
         return EMPTY_TREE
-    trie = Trie(candidates, max_depth, evidence=False)
+    trie = Trie(candidates, max_depth)
     if not len(trie):
         return EMPTY_TREE
     weights, depths = trie.weights, trie.depths

@@ -40,3 +40,15 @@ def test_fixed_budget_ignores_feedback() -> None:
     tree = policy.build(candidates, depth=10)
     policy.record(tree, [])
     assert tree.size == policy.build(candidates, depth=10).size == 8
+
+
+def test_least_row_cost_bounds_every_later_stretch_of_the_curve() -> None:
+    curve = CostCurve((1, 2, 4, 8, 16, 64, 65), (27.0, 28.5, 30.0, 34.0, 41.0, 101.0, 107.0))
+    for start in range(1, 90):
+        bound = curve.least_row_cost(start)
+        for more in range(1, 40):
+            assert curve.cost(start + more) - curve.cost(start) >= more * bound - 1e-9
+    assert curve.least_row_cost(4) == (41.0 - 34.0) / 8  # the cheapest row past 4: 8..16
+    assert curve.least_row_cost(70) == 107.0 / 65  # the extrapolated tail
+    # a noisy curve that dips gives no bound worth stopping on
+    assert CostCurve((1, 8, 16), (10.0, 20.0, 19.0)).least_row_cost(1) < 0

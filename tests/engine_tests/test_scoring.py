@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 from daemon.engine.budget import CostCurve
 from daemon.engine.drafters import SuccessorTable
-from daemon.engine.scoring import Calibration, ScoredTrees
+from daemon.engine.scoring import Calibration, ScoredTrees, cell_of
 from daemon.engine.tree import Candidate, ancestor_matrix
 
 FLAT = CostCurve((1, 64), (10.0, 10.5))  # rows nearly free: wide trees pay
@@ -71,6 +73,74 @@ def test_trees_are_ancestor_closed_and_best_first() -> None:
         assert tree.depths[node] == (tree.depths[parent] + 1 if parent >= 0 else 1)
     assert ancestor_matrix(tree).shape == (tree.size + 1, tree.size + 1)
     assert tree.tokens[0] == 1  # the heaviest, agreed-on first token leads
+
+
+def _every_node_ranked(
+    policy: ScoredTrees, candidates: list[Candidate], depth: int, rows: int
+) -> list[tuple[tuple[int, ...], float]]:
+    """What `build` must keep, found the slow way: every trie node (as its token path) with
+    its calibrated path probability, all sorted as best-first growth takes them (optimistic
+    path probability, then the eager trie's order: first candidate through it, depth), cut
+    after `cap` nodes and where expected tokens per unit of cost peak."""
+    nodes: dict[tuple[int, ...], dict[str, object]] = {}
+    for index, candidate in enumerate(candidates):
+        for d in range(1, min(depth, len(candidate.tokens)) + 1):
+            node = nodes.setdefault(
+                candidate.tokens[:d], {"rank": (index, d), "weight": 0.0, "shares": {}, "match": 0}
+            )
+            node["weight"] = float(node["weight"]) + candidate.weight  # type: ignore[arg-type]
+            shares = node["shares"]
+            assert isinstance(shares, dict)
+            shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
+            node["match"] = max(int(node["match"]), candidate.match)  # type: ignore[call-overload]
+    root = sum(c.weight for c in candidates if c.tokens[:depth])
+    paths: dict[tuple[int, ...], tuple[float, float]] = {(): (1.0, 1.0)}
+    for path in sorted(nodes, key=len):
+        node = nodes[path]
+        above = float(nodes[path[:-1]]["weight"]) if len(path) > 1 else root  # type: ignore[arg-type]
+        cell = cell_of(node["shares"], node["weight"], above, node["match"], len(path))  # type: ignore[arg-type]
+        estimate, hope = policy.calibration.estimates(cell)
+        paths[path] = (paths[path[:-1]][0] * estimate, paths[path[:-1]][1] * hope)
+    grown = sorted(nodes, key=lambda p: (-paths[p][1], nodes[p]["rank"]))[: policy.cap]
+    kept = max(
+        policy._pays([paths[p][0] for p in grown], rows),
+        min(2, policy._pays([paths[p][1] for p in grown], rows)),
+    )
+    return sorted(((p, paths[p][0]) for p in grown[:kept]), key=lambda x: len(x[0]))
+
+
+def test_lazy_growth_that_stops_early_keeps_what_growing_everything_keeps() -> None:
+    draw = random.Random(3)
+    calibration = Calibration()
+    curve = CostCurve((1, 2, 4, 8, 16, 32, 64), (20.0, 21.0, 22.0, 25.0, 31.0, 45.0, 80.0))
+    policy = ScoredTrees(curve, calibration, cap=24)
+    sources = ("context", "project", "general", "history")
+    for trial in range(300):
+        prefix = tuple(draw.randrange(4) for _ in range(draw.randrange(3)))
+        alike = trial % 2  # equal evidence everywhere: ties, which the trie's order breaks
+        candidates = [
+            Candidate(
+                prefix + tuple(draw.randrange(5) for _ in range(draw.randrange(1, 9))),
+                1.0 if alike else draw.choice((1.0, 2.0, 3.0)),
+                "context" if alike else draw.choice(sources),
+                3 if alike else draw.randrange(1, 12),
+            )
+            for _ in range(draw.randrange(1, 12))
+        ]
+        depth, rows = draw.randrange(1, 10), draw.choice((1, 1, 5))
+        policy.cap = draw.choice((3, 6, 24))
+        tree = policy.build(candidates, depth, rows)
+        paths: list[tuple[int, ...]] = []
+        for node, parent in enumerate(tree.parents):
+            paths.append((*(paths[parent] if parent >= 0 else ()), tree.tokens[node]))
+        expected = _every_node_ranked(policy, candidates, depth, rows)
+        assert sorted(paths) == sorted(p for p, _ in expected), trial
+        # teach the calibration something, so that later trials see uneven estimates
+        path, slot = [], 0
+        while tree.children[slot] and draw.random() < 0.7:
+            path.append(node := draw.choice(sorted(tree.children[slot].values())))
+            slot = node + 1
+        policy.record(tree, path)
 
 
 def test_recording_counts_only_nodes_whose_parent_was_accepted() -> None:
