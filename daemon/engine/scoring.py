@@ -30,6 +30,11 @@ __all__ = ["Calibration", "Reliability", "ScoredTrees", "cell_of"]
 
 _SHARE_BINS = (0.9, 0.6, 0.3, 0.0)
 _MATCH_BINS = (16, 10, 6, 4, 3, 2, 1, 0)  # matched context tokens, lower edges, longest first
+# a node's depth, lower edges, deepest first: given its parent, a deep node of a chain is
+# accepted more often than a shallow one (the chain has proved itself); six bins instead of
+# three drafted 0.1-0.5% more tokens per forward and 0.2-1.3% more modelled speed in the
+# replay of click, requests, urllib3 and rich
+_DEPTH_BINS = (9, 6, 4, 3, 2, 1)
 _PRIOR = 0.5  # before any evidence: optimistic, so that a new source gets tried
 _PRIOR_STRENGTH = 4.0  # pseudo-observations a coarser level lends a finer one
 _RELIABILITY_BINS = 10
@@ -50,7 +55,7 @@ def cell_of(
         next(i for i, edge in enumerate(_MATCH_BINS) if match >= edge),
         share_bin,
         min(len(shares), 2),
-        1 if depth == 1 else 2 if depth <= 3 else 3,
+        next(i for i, edge in enumerate(_DEPTH_BINS) if depth >= edge),
     )
 
 
