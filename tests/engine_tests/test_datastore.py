@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
@@ -194,3 +195,23 @@ def test_general_store_is_cached_and_rebuilt_when_damaged(
     assert (
         open_general_store(CharTokenizer(), sources, read_corpus_file).tokens.tolist() != original
     )
+
+
+def test_searches_start_in_the_run_of_the_first_two_tokens_and_find_every_occurrence() -> None:
+    """The pair index only narrows where the binary search starts: every range must be the
+    one a scan of all suffixes gives, for patterns of one to five tokens, found or not."""
+    draw = random.Random(1)
+    alphabet = [*range(7), SEPARATOR]
+    for _ in range(150):
+        documents = [
+            [draw.randrange(6) for _ in range(draw.randrange(1, 30))]
+            for _ in range(draw.randrange(1, 6))
+        ]
+        index = SuffixIndex.build(documents, {})
+        tokens, suffixes = index.tokens.tolist(), index.suffixes.tolist()
+        for _ in range(20):
+            # the separator too: it sorts above every token, in the pair index as well
+            pattern = [draw.choice(alphabet) for _ in range(draw.randrange(1, 6))]
+            rows = [i for i, s in enumerate(suffixes) if tokens[s : s + len(pattern)] == pattern]
+            low, high = index._range(pattern)
+            assert (low, high) == ((rows[0], rows[-1] + 1) if rows else (low, low))
