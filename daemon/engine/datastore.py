@@ -93,7 +93,7 @@ class SuffixIndex:
         low, high = 0, len(suffixes)
         if n >= 2:  # within the run of the pattern's first two tokens
             keys, runs = self._pairs
-            key = int(_pair_code(np.array(pattern[:2])) @ np.array([1 << 32, 1])) + 1
+            key = _token_code(pattern[0]) << 32 | (_token_code(pattern[1]) + 1)
             at = int(np.searchsorted(keys, key))
             if at == len(keys) or int(keys[at]) != key:
                 return low, low
@@ -238,6 +238,11 @@ def _pair_code(tokens: np.ndarray) -> np.ndarray:
     above every real token (no vocabulary comes near 2**31)."""
     codes = np.asarray(tokens, dtype=np.int64)
     return np.where(codes == SEPARATOR, (1 << 31) - 1, codes)
+
+
+def _token_code(token: int) -> int:
+    """`_pair_code` of one token, in plain integers: a search's key costs no arrays."""
+    return (1 << 31) - 1 if token == SEPARATOR else int(token)
 
 
 def crc32_of(array: np.ndarray) -> int:
