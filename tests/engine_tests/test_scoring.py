@@ -13,19 +13,22 @@ FLAT = CostCurve((1, 64), (10.0, 10.5))  # rows nearly free: wide trees pay
 STEEP = CostCurve((1, 2, 64), (10.0, 20.0, 640.0))  # every row doubles the step
 
 
-def _teach(calibration: Calibration, policy: ScoredTrees, source: str, rate: float) -> None:
-    """Verify 200 one-candidate trees of `source`, each accepted with frequency `rate`."""
+def _teach(
+    calibration: Calibration, policy: ScoredTrees, rates: dict[str, float], match: int = 3
+) -> None:
+    """Verify 200 one-candidate trees of each source in `rates`, taking turns as the sources
+    of real steps do, each accepted with the source's frequency."""
     for n in range(200):
-        tree = policy.build([Candidate((n % 7, 1, 2), 1.0, source, 3)], depth=3)
-        accepted = n % 10 < rate * 10
-        policy.record(tree, list(range(tree.size)) if accepted else [])
+        for source, rate in rates.items():
+            tree = policy.build([Candidate((n % 7, 1, 2), 1.0, source, match)], depth=3)
+            accepted = n % 10 < rate * 10
+            policy.record(tree, list(range(tree.size)) if accepted else [])
 
 
 def test_estimates_follow_what_was_accepted() -> None:
     calibration = Calibration()
     policy = ScoredTrees(FLAT, calibration)
-    _teach(calibration, policy, "good", 0.9)
-    _teach(calibration, policy, "bad", 0.1)
+    _teach(calibration, policy, {"good": 0.9, "bad": 0.1})
     book = calibration.reliability.as_dict()["per_source"]
     assert book["good"]["observed"] > 0.8 and book["bad"]["observed"] < 0.3  # type: ignore[index]
     good = policy.build([Candidate((5, 6, 7), 1.0, "good", 3)], depth=3)
@@ -36,10 +39,21 @@ def test_estimates_follow_what_was_accepted() -> None:
     assert 0.2 < new.estimates[0] < 0.8
 
 
+def test_a_cell_never_seen_is_judged_by_what_its_parts_taught() -> None:
+    """Only matches of 3 tokens were ever verified: a source's match of 10 starts from what
+    its source taught, not from an uninformed 0.5."""
+    calibration = Calibration()
+    policy = ScoredTrees(FLAT, calibration)
+    _teach(calibration, policy, {"good": 0.9, "bad": 0.1}, match=3)
+    good = calibration.estimate(cell_of({"good": 1.0}, 1.0, 1.0, 10, 1))
+    bad = calibration.estimate(cell_of({"bad": 1.0}, 1.0, 1.0, 10, 1))
+    assert good > 0.7 and bad < 0.4  # 0.5 for both, were the cell judged on its own
+
+
 def test_a_steep_curve_verifies_only_what_pays() -> None:
     calibration = Calibration()
     wide = ScoredTrees(FLAT, calibration)
-    _teach(calibration, wide, "bad", 0.1)
+    _teach(calibration, wide, {"bad": 0.1})
     candidates = [Candidate((t, t + 1, t + 2), 1.0, "bad", 2) for t in range(0, 60, 3)]
     assert wide.build(candidates, depth=3).size > 10  # nearly free rows: take many
     assert ScoredTrees(STEEP, calibration).build(candidates, depth=3).size == 0
@@ -51,7 +65,7 @@ def test_a_forward_that_carries_many_rows_anyway_takes_more_draft_rows() -> None
     calibration = Calibration()
     curve = CostCurve((1, 2, 8, 32, 64), (10.0, 13.0, 30.0, 80.0, 150.0))
     policy = ScoredTrees(curve, calibration)
-    _teach(calibration, policy, "fair", 0.5)
+    _teach(calibration, policy, {"fair": 0.5})
     candidates = [Candidate((t, t + 1, t + 2), 1.0, "fair", 2) for t in range(0, 30, 3)]
     alone = policy.build(candidates, depth=3).size
     beside = policy.build(candidates, depth=3, rows=32).size
