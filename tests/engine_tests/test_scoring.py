@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 from daemon.engine.budget import CostCurve
 from daemon.engine.drafters import SuccessorTable
@@ -89,6 +90,16 @@ def test_trees_are_ancestor_closed_and_best_first() -> None:
     assert tree.tokens[0] == 1  # the heaviest, agreed-on first token leads
 
 
+@dataclass
+class _Node:
+    """A trie node as `_every_node_ranked` collects it."""
+
+    rank: tuple[int, int]  # (first candidate through it, depth): the eager trie's order
+    weight: float = 0.0
+    shares: dict[str, float] = field(default_factory=dict)
+    match: int = 0
+
+
 def _every_node_ranked(
     policy: ScoredTrees, candidates: list[Candidate], depth: int, rows: int
 ) -> list[tuple[tuple[int, ...], float]]:
@@ -96,26 +107,24 @@ def _every_node_ranked(
     its calibrated path probability, all sorted as best-first growth takes them (optimistic
     path probability, then the eager trie's order: first candidate through it, depth), cut
     after `cap` nodes and where expected tokens per unit of cost peak."""
-    nodes: dict[tuple[int, ...], dict[str, object]] = {}
+    nodes: dict[tuple[int, ...], _Node] = {}
     for index, candidate in enumerate(candidates):
         for d in range(1, min(depth, len(candidate.tokens)) + 1):
-            node = nodes.setdefault(
-                candidate.tokens[:d], {"rank": (index, d), "weight": 0.0, "shares": {}, "match": 0}
+            node = nodes.setdefault(candidate.tokens[:d], _Node(rank=(index, d)))
+            node.weight += candidate.weight
+            node.shares[candidate.source] = (
+                node.shares.get(candidate.source, 0.0) + candidate.weight
             )
-            node["weight"] = float(node["weight"]) + candidate.weight  # type: ignore[arg-type]
-            shares = node["shares"]
-            assert isinstance(shares, dict)
-            shares[candidate.source] = shares.get(candidate.source, 0.0) + candidate.weight
-            node["match"] = max(int(node["match"]), candidate.match)  # type: ignore[call-overload]
+            node.match = max(node.match, candidate.match)
     root = sum(c.weight for c in candidates if c.tokens[:depth])
     paths: dict[tuple[int, ...], tuple[float, float]] = {(): (1.0, 1.0)}
     for path in sorted(nodes, key=len):
         node = nodes[path]
-        above = float(nodes[path[:-1]]["weight"]) if len(path) > 1 else root  # type: ignore[arg-type]
-        cell = cell_of(node["shares"], node["weight"], above, node["match"], len(path))  # type: ignore[arg-type]
+        above = nodes[path[:-1]].weight if len(path) > 1 else root
+        cell = cell_of(node.shares, node.weight, above, node.match, len(path))
         estimate, hope = policy.calibration.estimates(cell)
         paths[path] = (paths[path[:-1]][0] * estimate, paths[path[:-1]][1] * hope)
-    grown = sorted(nodes, key=lambda p: (-paths[p][1], nodes[p]["rank"]))[: policy.cap]
+    grown = sorted(nodes, key=lambda p: (-paths[p][1], nodes[p].rank))[: policy.cap]
     kept = max(
         policy._pays([paths[p][0] for p in grown], rows),
         min(2, policy._pays([paths[p][1] for p in grown], rows)),
