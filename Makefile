@@ -53,7 +53,7 @@ CPU_LLAMA := codeswift,lookup,llamacpp,llamacpp-pld
 BF16_EXACT := codeswift,lookup,rest
 DRAFT_PEERS := codeswift,lookup,pld,llamacpp
 
-bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session, bf16 exactness, editor latency, drafting replays, drafting on untuned suites (about 7.5 h on 2 cores)
+bench: setup llama  ## README's performance section: backends and llama.cpp, peers, ablations, float32 identity, edit session, bf16 exactness, editor latency, drafting replays, drafting on untuned suites (about 8 h on 2 cores)
 	mkdir -p docs/bench
 	$(BIN)/codeswift bench --suite steps --json docs/bench/steps.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(CPU_PEERS) --plot docs/bench/cpu-click.png --json docs/bench/cpu-click.json
@@ -79,7 +79,7 @@ bench: setup llama  ## README's performance section: backends and llama.cpp, pee
 		$(BENCH) --suite replay:repo:$$suite --limit 20 --plot docs/bench/replay-$$suite.png --json docs/bench/replay-$$suite.json; \
 	done
 	$(BENCH) --suite replay:humaneval --limit 40 --plot docs/bench/replay-humaneval.png --json docs/bench/replay-humaneval.json
-	for suite in click requests urllib3 rich; do \
+	for suite in click requests urllib3 rich attrs pyparsing; do \
 		$(BENCH) --suite repo:$$suite --limit 20 --no-memory --methods $(DRAFT_PEERS) --plot docs/bench/drafts-$$suite.png --json docs/bench/drafts-$$suite.json; \
 	done
 	$(BENCH) --suite humaneval --limit 40 --no-memory --methods $(DRAFT_PEERS) --plot docs/bench/drafts-humaneval.png --json docs/bench/drafts-humaneval.json
