@@ -233,16 +233,20 @@ def _pair_runs(tokens: np.ndarray, suffixes: np.ndarray) -> tuple[np.ndarray, np
     return keys[runs[:-1]], runs.astype(np.int64)
 
 
+# the separator (2**32 - 1) in a pair key: above every real token (no vocabulary comes near
+# 2**31), and two codes fit one int64
+_SEPARATOR_CODE = (1 << 31) - 1
+
+
 def _pair_code(tokens: np.ndarray) -> np.ndarray:
-    """Tokens as int64 below 2**31, order kept: the separator (2**32 - 1) becomes 2**31 - 1,
-    above every real token (no vocabulary comes near 2**31)."""
+    """Tokens as int64 below 2**31, order kept (the separator as `_SEPARATOR_CODE`)."""
     codes = np.asarray(tokens, dtype=np.int64)
-    return np.where(codes == SEPARATOR, (1 << 31) - 1, codes)
+    return np.where(codes == SEPARATOR, _SEPARATOR_CODE, codes)
 
 
 def _token_code(token: int) -> int:
     """`_pair_code` of one token, in plain integers: a search's key costs no arrays."""
-    return (1 << 31) - 1 if token == SEPARATOR else int(token)
+    return _SEPARATOR_CODE if token == SEPARATOR else int(token)
 
 
 def crc32_of(array: np.ndarray) -> int:
