@@ -361,29 +361,34 @@ static inline int64_t slot_of(int64_t j, int64_t shared, const int64_t *more) {
     return j < shared ? j : more[j - shared];
 }
 
-/* Sixteen keys (slots[0..count), zeros after) as 64 vectors of 16 lanes: kt[d], lane t, is key
- * t's coordinate d. Each 16 x 16 quarter is transposed in four rounds; the round for bit b
- * swaps the off-diagonal b x b blocks of every 2b x 2b block. Data moves only, no rounding. */
-static void transpose_keys(const float *k, const int64_t *slots, int count, float *kt) {
+/* r[t] lane i becomes r[i] lane t (sixteen 32-bit words each) in four rounds; the round for
+ * bit b swaps the off-diagonal b x b blocks of every 2b x 2b block. Data moves only. */
+static inline void transpose_words(__m512 r[16]) {
     const __m512i place = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int b = 8; b >= 1; b >>= 1) {
+        __m512i bit = _mm512_set1_epi32(b);
+        __mmask16 upper = _mm512_test_epi32_mask(place, bit);
+        /* r[i] takes r[i + b]'s lower block into its upper; r[i + b] the reverse */
+        __m512i low = _mm512_mask_add_epi32(place, upper, place, _mm512_set1_epi32(16 - b));
+        __m512i high = _mm512_mask_add_epi32(_mm512_add_epi32(place, bit), upper, place,
+                                             _mm512_set1_epi32(16));
+        for (int i = 0; i < 16; i++) {
+            if (i & b) continue;
+            __m512 a = r[i], e = r[i + b];
+            r[i] = _mm512_permutex2var_ps(a, low, e);
+            r[i + b] = _mm512_permutex2var_ps(a, high, e);
+        }
+    }
+}
+
+/* Sixteen keys (slots[0..count), zeros after) as 64 vectors of 16 lanes: kt[d], lane t, is key
+ * t's coordinate d; each 16 x 16 quarter transposed on its own. No rounding. */
+static void transpose_keys(const float *k, const int64_t *slots, int count, float *kt) {
     for (int c = 0; c < 4; c++) {
         __m512 r[16];
         for (int t = 0; t < 16; t++)
             r[t] = t < count ? _mm512_loadu_ps(k + slots[t] * 64 + 16 * c) : _mm512_setzero_ps();
-        for (int b = 8; b >= 1; b >>= 1) {
-            __m512i bit = _mm512_set1_epi32(b);
-            __mmask16 upper = _mm512_test_epi32_mask(place, bit);
-            /* r[i] takes r[i + b]'s lower block into its upper; r[i + b] the reverse */
-            __m512i low = _mm512_mask_add_epi32(place, upper, place, _mm512_set1_epi32(16 - b));
-            __m512i high = _mm512_mask_add_epi32(_mm512_add_epi32(place, bit), upper, place,
-                                                 _mm512_set1_epi32(16));
-            for (int i = 0; i < 16; i++) {
-                if (i & b) continue;
-                __m512 a = r[i], e = r[i + b];
-                r[i] = _mm512_permutex2var_ps(a, low, e);
-                r[i + b] = _mm512_permutex2var_ps(a, high, e);
-            }
-        }
+        transpose_words(r);
         for (int t = 0; t < 16; t++) _mm512_store_ps(kt + (16 * c + t) * 16, r[t]);
     }
 }
@@ -578,6 +583,319 @@ void attention(const float *query, int64_t rows, int64_t heads, int64_t kv_heads
     free(scores);
     }
 }
+
+#ifdef HAVE_AMX
+/* ---- bfloat16 operands for the AMX attention below ----------------------------------------- */
+
+typedef uint32_t pair_t; /* two bfloat16, the first in the lower half */
+
+/* 32 floats (first16, then next16) as 16 pairs, in order */
+static inline __m512i bf16_pairs(__m512 first16, __m512 next16) {
+    return (__m512i)_mm512_cvtne2ps_pbh(next16, first16);
+}
+
+/* Sixteen keys (slots[0..count), zeros after) as 32 vectors of 16 lanes: kb[p], lane t, holds
+ * key t's coordinates 2p and 2p + 1. */
+static void transpose_keys_bf16(const float *k, const int64_t *slots, int count, pair_t *kb) {
+    for (int c = 0; c < 2; c++) { /* coordinates 32c.. 32c + 31: pairs 16c.. 16c + 15 */
+        __m512 r[16];
+        for (int t = 0; t < 16; t++) {
+            const float *key = k + (t < count ? slots[t] : 0) * 64 + 32 * c;
+            r[t] = t < count ? _mm512_castsi512_ps(bf16_pairs(_mm512_loadu_ps(key),
+                                                              _mm512_loadu_ps(key + 16)))
+                             : _mm512_setzero_ps();
+        }
+        transpose_words(r);
+        for (int t = 0; t < 16; t++) _mm512_store_ps((float *)kb + (16 * c + t) * 16, r[t]);
+    }
+}
+
+/* A query vector's 64 coordinates as 32 pairs */
+static inline void query_pairs(const float *q, pair_t *out) {
+    _mm512_storeu_si512(out, bf16_pairs(_mm512_loadu_ps(q), _mm512_loadu_ps(q + 16)));
+    _mm512_storeu_si512(out + 16, bf16_pairs(_mm512_loadu_ps(q + 32), _mm512_loadu_ps(q + 48)));
+}
+
+/* Keys [from, to) of a row's list, zeros up to from + 16, as 8 pairs of keys by 64 coordinates:
+ * vb[(m * 4 + c) * 16 + d] holds coordinate 16c + d of keys from + 2m and from + 2m + 1. */
+static void pack_values_bf16(const float *v, int64_t stride, int64_t from, int64_t to,
+                             int64_t shared, const int64_t *more, pair_t *vb) {
+    static const int16_t order[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i interleave = _mm512_loadu_si512(order);
+    for (int m = 0; m < KEYS_AT_ONCE / 2; m++) {
+        int64_t first = from + 2 * m, second = first + 1;
+        const float *a = first < to ? v + slot_of(first, shared, more) * stride : NULL;
+        const float *b = second < to ? v + slot_of(second, shared, more) * stride : NULL;
+        for (int c = 0; c < 4; c++) {
+            __m512 x = a ? _mm512_loadu_ps(a + 16 * c) : _mm512_setzero_ps();
+            __m512 y = b ? _mm512_loadu_ps(b + 16 * c) : _mm512_setzero_ps();
+            _mm512_storeu_si512(vb + (m * 4 + c) * 16,
+                               _mm512_permutexvar_epi16(interleave, bf16_pairs(x, y)));
+        }
+    }
+}
+
+#endif
+
+#ifdef HAVE_AMX
+/* ---- Attention on AMX tiles in bfloat16 (Sapphire Rapids and later) ------------------------
+ *
+ * Why: in a 2,048-token prefill half the time was `attention` above, at the float32 FMA peak,
+ * and a 17-row tree step over 1,500 keys spent 30% of its time there. One `tdpbf16ps` does
+ * 16 x 16 outputs x 32 bfloat16 products. (`vdpbf16ps` on the vector units measured slower than
+ * the float32 FMAs here: one port.)
+ *
+ * The same attention in other arithmetic: queries, keys, weights and values rounded to
+ * bfloat16 (nearest even), products exact, every sum float32. A score is one tile product over
+ * the 64 coordinates; a row's weighted values are summed 32 keys at a time in the row's own key
+ * order (chunk c holds its keys [32c, 32c + 32)), added chunk after chunk in float32; the
+ * softmax is `attention`'s, in float32. What an output element gets depends only on its own
+ * query, keys, weights and values: which rows share a tile, and whether a chunk was read from
+ * the shared prefix or gathered for the row alone, only moves data. Past a row's last key its
+ * weights are zeros, against zero values in its own gather (a shared chunk has only keys every
+ * row reads), so even a zero's sign is the row's own.
+ *
+ * A task is one key/value head and up to 8 rows. The keys [0, P) that every row reads in place
+ * (P the smallest prefix, down to a multiple of 32) run on tiles of 16 query vectors across the
+ * rows; the rest (a tree's extras, a prompt's last few keys) row by row on tiles of the row's
+ * own query vectors.
+ */
+#define AMX_BF16_CODE __attribute__((target("amx-tile,amx-bf16")))
+#define CHUNK_KEYS 32
+#define CHUNK_WORDS (CHUNK_KEYS / 2 * 64) /* a chunk's values: 16 pairs x 64 coordinates */
+
+/* tiles 0-3: sums (query vectors x 16 keys or coordinates); 4-5: queries or weights, as pairs;
+ * 6-7: keys or values, as pairs. `vectors` query vectors a tile: 16, or one row's group. */
+AMX_BF16_CODE static void attention_tiles(int vectors) {
+    struct tile_config c = {0};
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.colsb[t] = 64;
+        c.rows[t] = t < 6 ? (uint8_t)vectors : 16;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* Raw scores (stride `width` floats) of the query vectors at q (32 pairs each, in a row) against
+ * sixteen keys transposed in kb (32 x 16 pairs): the coordinates 0-31 then 32-63. */
+AMX_BF16_CODE static inline void score_tile(const pair_t *q, const pair_t *kb, float *s,
+                                            int64_t width) {
+    _tile_zero(0);
+    _tile_loadd(4, q, 32 * sizeof(pair_t));
+    _tile_loadd(5, q + 16, 32 * sizeof(pair_t));
+    _tile_loadd(6, kb, 16 * sizeof(pair_t));
+    _tile_loadd(7, kb + 16 * 16, 16 * sizeof(pair_t));
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(0, 5, 7);
+    _tile_stored(0, s, width * (int64_t)sizeof(float));
+}
+
+/* sums (tiles 0-3) += weights (a chunk's 16 pairs per vector, `stride` pairs apart) times a
+ * chunk's packed values, 16 coordinates a tile */
+AMX_BF16_CODE static inline void weigh_chunk(const pair_t *w, int64_t stride,
+                                             const pair_t *packed) {
+    const int64_t pair_row = 4 * 16 * sizeof(pair_t); /* one pair of keys, 64 coordinates */
+    _tile_loadd(4, w, stride * (int64_t)sizeof(pair_t));
+    _tile_loadd(6, packed, pair_row);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, packed + 16, pair_row);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(6, packed + 32, pair_row);
+    _tile_dpbf16ps(2, 4, 6);
+    _tile_loadd(7, packed + 48, pair_row);
+    _tile_dpbf16ps(3, 4, 7);
+}
+
+/* (the tile intrinsics take their tile numbers as literals) */
+AMX_BF16_CODE static inline void load_sums(const float *sums) {
+    _tile_loadd(0, sums, 64 * sizeof(float));
+    _tile_loadd(1, sums + 16, 64 * sizeof(float));
+    _tile_loadd(2, sums + 32, 64 * sizeof(float));
+    _tile_loadd(3, sums + 48, 64 * sizeof(float));
+}
+
+AMX_BF16_CODE static inline void store_sums(float *sums) {
+    _tile_stored(0, sums, 64 * sizeof(float));
+    _tile_stored(1, sums + 16, 64 * sizeof(float));
+    _tile_stored(2, sums + 32, 64 * sizeof(float));
+    _tile_stored(3, sums + 48, 64 * sizeof(float));
+}
+
+AMX_BF16_CODE static inline void zero_sums(void) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+}
+
+/* most[i] := max(most[i], the scores s[i][0, count)) for `vectors` rows of scores (`width`
+ * apart) just stored by a tile: read while they are in the L1 cache, not in a pass of its own.
+ * A maximum does not round, so how a row's keys are cut into blocks does not change it. */
+static inline void running_max(const float *s, int64_t width, int vectors, int64_t count,
+                               __m512 *most) {
+    __mmask16 live = count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1u);
+    for (int i = 0; i < vectors; i++)
+        most[i] = _mm512_mask_max_ps(most[i], live, most[i],
+                                     _mm512_maskz_loadu_ps(live, s + i * width));
+}
+
+/* The weights exp((s - max) * scale) of a row's n scores, as pairs into w, zeros on to a
+ * multiple of 32 keys; -> their float32 total (vectors of 16 added in key order). */
+static float softmax_pairs(const float *s, int64_t n, __m512 most, float scale, pair_t *w) {
+    __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(most)), factor = _mm512_set1_ps(scale);
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += CHUNK_KEYS) {
+        __m512 weight[2];
+        for (int h = 0; h < 2; h++) {
+            int64_t left = n - i - 16 * h;
+            __mmask16 live = left >= 16 ? (__mmask16)0xffff
+                             : left > 0 ? (__mmask16)((1u << left) - 1u)
+                                        : (__mmask16)0;
+            __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(live, s + i + 16 * h), shift);
+            weight[h] = _mm512_maskz_mov_ps(live, exp16(_mm512_mul_ps(x, factor)));
+            total = _mm512_add_ps(total, weight[h]);
+        }
+        _mm512_storeu_si512(w + i / 2, bf16_pairs(weight[0], weight[1]));
+    }
+    return _mm512_reduce_add_ps(total);
+}
+
+/* `attention` on AMX tiles in bfloat16 (same arguments); the caller checks amx_bf16 and that
+ * `amx_enable` succeeded. */
+AMX_BF16_CODE void attention_amx(const float *query, int64_t rows, int64_t heads,
+                                 int64_t kv_heads, const float *keys, const float *values,
+                                 int64_t capacity, int64_t value_stride, const int64_t *prefix,
+                                 const int64_t *extra, const int64_t *extra_count,
+                                 int64_t extra_width, float scale, float *out,
+                                 int64_t most_keys) {
+    const int64_t dim = 64, group = heads / kv_heads;
+    const int64_t row_groups = (rows + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE;
+    const int64_t vectors = (ROWS_AT_ONCE * group + 15) / 16 * 16; /* whole tiles */
+    /* a score row: the keys, then room for the last chunk */
+    const int64_t width = (most_keys / CHUNK_KEYS + 1) * CHUNK_KEYS, pair_width = width / 2;
+    const int64_t most_chunks = most_keys / CHUNK_KEYS + 1;
+#pragma omp parallel
+    {
+    float *scores = calloc((size_t)(vectors * width), sizeof(float));
+    pair_t *weights = calloc((size_t)(vectors * pair_width), sizeof(pair_t));
+    pair_t *queries = calloc((size_t)(vectors * 32), sizeof(pair_t));
+    float *sums = calloc((size_t)(vectors * dim), sizeof(float));
+    pair_t *shared_values = malloc(sizeof(pair_t) * (size_t)(most_chunks * CHUNK_WORDS));
+    pair_t own_values[CHUNK_WORDS] __attribute__((aligned(64)));
+    pair_t kb[32 * 16] __attribute__((aligned(64)));
+    float totals[ROWS_AT_ONCE * MOST_GROUP];
+    __m512 most[ROWS_AT_ONCE * MOST_GROUP]; /* per query vector, 16 lanes of running maxima */
+    int64_t slots[KEYS_AT_ONCE];
+    int configured = 0;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < kv_heads * row_groups; task++) {
+        int64_t kv = task % kv_heads, r0 = (task / kv_heads) * ROWS_AT_ONCE;
+        int64_t r1 = r0 + ROWS_AT_ONCE < rows ? r0 + ROWS_AT_ONCE : rows;
+        int64_t tiles = ((r1 - r0) * group + 15) / 16;
+        const float *k = keys + kv * capacity * dim;
+        const float *v = values + kv * capacity * value_stride;
+        int64_t shared = prefix[r0];
+        for (int64_t r = r0; r < r1; r++) shared = prefix[r] < shared ? prefix[r] : shared;
+        shared -= shared % CHUNK_KEYS;
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t g = 0; g < group; g++)
+                query_pairs(query + (r * heads + kv * group + g) * dim,
+                            queries + ((r - r0) * group + g) * 32);
+        /* scores: the shared keys across the rows, then each row's own; their maxima */
+        for (int64_t i = 0; i < vectors; i++) most[i] = _mm512_set1_ps(-INFINITY);
+        if (shared) {
+            if (configured != 16) attention_tiles(configured = 16);
+            /* a block's maxima one block later: a load right after a tile's store waits */
+            for (int64_t j = 0; j <= shared; j += KEYS_AT_ONCE) {
+                if (j < shared) {
+                    for (int t = 0; t < KEYS_AT_ONCE; t++) slots[t] = j + t;
+                    transpose_keys_bf16(k, slots, KEYS_AT_ONCE, kb);
+                    for (int64_t m = 0; m < tiles; m++)
+                        score_tile(queries + m * 16 * 32, kb, scores + m * 16 * width + j, width);
+                }
+                for (int64_t m = 0; j && m < tiles; m++)
+                    running_max(scores + m * 16 * width + j - KEYS_AT_ONCE, width, 16,
+                                KEYS_AT_ONCE, most + m * 16);
+            }
+        }
+        if (configured != group) attention_tiles(configured = (int)group);
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = prefix[r] + extra_count[r], at = (r - r0) * group;
+            for (int64_t j = shared; j < n + KEYS_AT_ONCE; j += KEYS_AT_ONCE) {
+                if (j < n) {
+                    int64_t end = j + KEYS_AT_ONCE < n ? j + KEYS_AT_ONCE : n;
+                    for (int64_t t = 0; t < end - j; t++)
+                        slots[t] = slot_of(j + t, prefix[r], extra + r * extra_width);
+                    transpose_keys_bf16(k, slots, (int)(end - j), kb);
+                    score_tile(queries + at * 32, kb, scores + at * width + j, width);
+                }
+                if (j > shared)
+                    running_max(scores + at * width + j - KEYS_AT_ONCE, width, (int)group,
+                                n - (j - KEYS_AT_ONCE), most + at);
+            }
+        }
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t g = 0; g < group; g++) {
+                int64_t at = (r - r0) * group + g;
+                totals[at] = softmax_pairs(scores + at * width, prefix[r] + extra_count[r],
+                                           most[at], scale, weights + at * pair_width);
+            }
+        /* weighted values: the shared chunks across the rows, then each row's own */
+        if (shared) {
+            if (configured != 16) attention_tiles(configured = 16);
+            for (int64_t c = 0; c < shared / CHUNK_KEYS; c++) {
+                pair_t *packed = shared_values + c * CHUNK_WORDS;
+                int64_t j = c * CHUNK_KEYS;
+                pack_values_bf16(v, value_stride, j, j + 16, INT64_MAX, NULL, packed);
+                pack_values_bf16(v, value_stride, j + 16, j + 32, INT64_MAX, NULL,
+                                 packed + CHUNK_WORDS / 2);
+            }
+            for (int64_t m = 0; m < tiles; m++) {
+                zero_sums();
+                for (int64_t c = 0; c < shared / CHUNK_KEYS; c++)
+                    weigh_chunk(weights + m * 16 * pair_width + c * 16, pair_width,
+                                shared_values + c * CHUNK_WORDS);
+                store_sums(sums + m * 16 * dim);
+            }
+        }
+        if (configured != group) attention_tiles(configured = (int)group);
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = prefix[r] + extra_count[r], at = (r - r0) * group;
+            const int64_t *more = extra + r * extra_width;
+            if (shared) {
+                load_sums(sums + at * dim);
+            } else {
+                zero_sums();
+            }
+            for (int64_t j = shared; j < n; j += CHUNK_KEYS) {
+                int64_t end = j + CHUNK_KEYS < n ? j + CHUNK_KEYS : n;
+                pack_values_bf16(v, value_stride, j, end, prefix[r], more, own_values);
+                pack_values_bf16(v, value_stride, j + 16, end, prefix[r], more,
+                                 own_values + CHUNK_WORDS / 2);
+                weigh_chunk(weights + at * pair_width + j / 2, pair_width, own_values);
+            }
+            store_sums(sums + at * dim);
+        }
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t g = 0; g < group; g++) {
+                int64_t at = (r - r0) * group + g;
+                float *o = out + (r * heads + kv * group + g) * dim;
+                __m512 inverse = _mm512_set1_ps(1.0f / totals[at]);
+                for (int64_t d = 0; d < dim; d += 16)
+                    _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(sums + at * dim + d),
+                                                          inverse));
+            }
+    }
+    if (configured) _tile_release();
+    free(shared_values);
+    free(sums);
+    free(queries);
+    free(weights);
+    free(scores);
+    }
+}
+#endif
 
 /* out = x * (1 / sqrt(mean(x^2) + eps)) * weight, row by row; width a multiple of 16 */
 void rms_norm(const float *x, int64_t rows, int64_t width, const float *weight, float eps,

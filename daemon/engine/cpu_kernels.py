@@ -60,6 +60,7 @@ __all__ = [
     "rms_norm",
     "rope",
     "silu_mul",
+    "tile_attention_available",
     "w8a8_linear",
 ]
 
@@ -202,6 +203,7 @@ def attention(
     extra_count: torch.Tensor,  # (Q,) int64
     scale: float,
     most_keys: int | None = None,  # max(prefix + extra_count), if the caller knows it
+    tiles: bool = False,  # AMX tiles, bf16 products (where `tile_attention_available()`)
 ) -> torch.Tensor:
     """-> (Q, heads * 64); head h reads key/value head h // (heads // KV)."""
     library = _library()
@@ -213,7 +215,8 @@ def attention(
     most = int((prefix + extra_count).max()) if most_keys is None else most_keys
     out = torch.empty((rows, heads * dim), dtype=torch.float32)
     query = query.contiguous()
-    library.attention(
+    kernel = library.attention_amx if tiles else library.attention
+    kernel(
         query.data_ptr(),
         rows,
         heads,
@@ -311,6 +314,20 @@ def bf16_available() -> bool:
     return kernel_isa() == "avx512-vnni" and "avx512_bf16" in _cpu_flags()
 
 
+def tile_attention_available() -> bool:
+    """Whether `attention(..., tiles=True)` runs here: AMX tiles with bf16 products, allowed
+    for this process (`amx_enabled`); `CODESWIFT_TILE_ATTENTION=0` keeps the float32 kernel,
+    to compare."""
+    library = _library()
+    return (
+        library is not None
+        and hasattr(library, "attention_amx")
+        and amx_enabled()
+        and "amx_bf16" in _cpu_flags()
+        and os.environ.get("CODESWIFT_TILE_ATTENTION", "1") != "0"
+    )
+
+
 def _isa() -> _Isa | None:
     """The first source (the widest vectors) whose instructions this CPU has."""
     if os.environ.get("CODESWIFT_CPU_KERNELS", "1") == "0":
@@ -333,6 +350,9 @@ def _library() -> ctypes.CDLL | None:
     library.attention.argtypes = [_POINTER, _SIZE, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE]
     library.attention.argtypes += [_SIZE, _POINTER, _POINTER, _POINTER, _SIZE, ctypes.c_float]
     library.attention.argtypes += [_POINTER, _SIZE]
+    if hasattr(library, "attention_amx"):  # the AVX-512 source, built by a compiler with AMX
+        library.attention_amx.restype = None
+        library.attention_amx.argtypes = library.attention.argtypes
     if hasattr(library, "bf16_linear"):  # the AVX-512 source only
         library.bf16_linear.restype = None
         library.bf16_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE, _POINTER]

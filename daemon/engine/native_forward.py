@@ -134,10 +134,16 @@ class NativeForward:
         )
         # what the matrix products take: int8 products quantize float32 rows themselves
         self.compute_dtype = lm.dtype if weights == "same" else torch.float32
+        # attention on AMX tiles in bf16 beside int8 products, whose activations are coarser
+        # already; "same" weights keep float32 attention (their logits match transformers')
+        self.tile_attention = (
+            self.kernels and weights == "int8" and cpu_kernels.tile_attention_available()
+        )
         # the cost curve is cached under this name: another kernel build or AMX tiles make
         # another curve
         kernels = f"-c{cpu_kernels.kernel_build()}" if self.kernels else ""
         kernels += "-amx" if self.kernels and cpu_kernels.amx_enabled() else ""
+        kernels += "-bf16att" if self.tile_attention else ""
         self.identity = (
             f"{lm.name}-{self.backend}{kernels}-{lm.dtype_name}-t{torch.get_num_threads()}"
         )
@@ -265,6 +271,7 @@ class NativeForward:
                 layout.extra_count,
                 dim**-0.5,
                 layout.most_keys,
+                tiles=self.tile_attention,
             )
         else:
             mixed = exact_attention(rotated, keys, values, layout)  # (Q, heads * D)

@@ -78,14 +78,34 @@ def _cache(kv_heads: int = 2, capacity: int = 512) -> tuple[torch.Tensor, torch.
     return keys, values
 
 
-def _kernel_attention(query, keys, values, layout) -> torch.Tensor:  # type: ignore[no-untyped-def]
+# the float32 kernel, and where this CPU runs it the AMX one (bf16 products, float32 sums)
+KERNELS = [
+    "float32",
+    pytest.param(
+        "tiles",
+        marks=pytest.mark.skipif(
+            not cpu_kernels.tile_attention_available(), reason="no AMX bf16 tiles here"
+        ),
+    ),
+]
+
+
+def _kernel_attention(query, keys, values, layout, kernel="float32") -> torch.Tensor:  # type: ignore[no-untyped-def]
     return cpu_kernels.attention(
-        query, keys, values, layout.prefix, layout.extra, layout.extra_count, 64**-0.5
+        query,
+        keys,
+        values,
+        layout.prefix,
+        layout.extra,
+        layout.extra_count,
+        64**-0.5,
+        tiles=kernel == "tiles",
     )
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("start", [0, 17, 64, 300])
-def test_attention_matches_torch_for_prompt_and_tree_rows(start: int) -> None:
+def test_attention_matches_torch_for_prompt_and_tree_rows(start: int, kernel: str) -> None:
     torch.manual_seed(start)
     keys, values = _cache()
     query = torch.randn(6, 14, 64)
@@ -96,12 +116,18 @@ def test_attention_matches_torch_for_prompt_and_tree_rows(start: int) -> None:
         # processes 1e-4 off on their first call (the kernel was within 5e-7 of float64)
         expected = exact_attention(query.double(), keys.double(), values.double(), layout)
         expected = expected.float()
+        # bf16 operands: 8 significant bits on scores of unit-variance vectors (|s| ~ 8)
+        tolerance = 1e-5 if kernel == "float32" else 2e-2
         torch.testing.assert_close(
-            _kernel_attention(query, keys, values, layout), expected, rtol=1e-5, atol=1e-5
+            _kernel_attention(query, keys, values, layout, kernel),
+            expected,
+            rtol=tolerance,
+            atol=tolerance,
         )
 
 
-def test_attention_tree_rows_equal_single_rows_bit_for_bit() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_attention_tree_rows_equal_single_rows_bit_for_bit(kernel: str) -> None:
     """A tree row over (past + its ancestors, scattered) equals the same query alone over the
     same keys laid out contiguously, as after the path is kept."""
     torch.manual_seed(2)
@@ -111,14 +137,30 @@ def test_attention_tree_rows_equal_single_rows_bit_for_bit() -> None:
         [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 0, 1, 0, 0], [1, 0, 1, 1, 0], [1, 1, 0, 0, 1]],
         dtype=bool,
     )
-    together = _kernel_attention(query, keys, values, tree_layout(start, visible))
+    together = _kernel_attention(query, keys, values, tree_layout(start, visible), kernel)
     for row in range(5):
         path = np.flatnonzero(visible[row])
         compact_keys, compact_values = keys.clone(), values.clone()
         compact_keys[:, start : start + len(path)] = keys[:, start + path]
         compact_values[:, start : start + len(path)] = values[:, start + path]
         alone_layout = tree_layout(start + len(path) - 1, np.ones((1, 1), dtype=bool))
-        alone = _kernel_attention(query[row : row + 1], compact_keys, compact_values, alone_layout)
+        alone = _kernel_attention(
+            query[row : row + 1], compact_keys, compact_values, alone_layout, kernel
+        )
+        assert torch.equal(together[row], alone[0]), row
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_attention_prompt_rows_equal_rows_alone_bit_for_bit(kernel: str) -> None:
+    """A chunk of prompt rows (tasks of 8 rows whose shared keys end at different places)
+    gives each row what it gets alone at its position."""
+    torch.manual_seed(3)
+    keys, values = _cache()
+    query = torch.randn(40, 14, 64)
+    together = _kernel_attention(query, keys, values, causal_layout(101, 40), kernel)
+    for row in range(40):
+        alone_layout = causal_layout(101 + row, 1)
+        alone = _kernel_attention(query[row : row + 1], keys, values, alone_layout, kernel)
         assert torch.equal(together[row], alone[0]), row
 
 
