@@ -11,7 +11,8 @@ step is the weight matrices (the `Linear`s of `linears.py`) plus a few small flo
   the CPU has AVX-512 VNNI or AVX2, which computes every row alone, else `exact_attention.py` (block
   sums in absolute order, invariant only as far as torch's batched kernels are). With
   row-invariant products (int8, or the bf16 kernel) a verified tree row is then exactly the
-  one-token step's row;
+  one-token step's row. Beside int8 products, on CPUs with AMX bf16, the kernel's tile variant
+  (bf16 operands, float32 sums: half a long prompt's time was attention at the float32 peak);
 - prompts are prefilled in chunks, whose rows equal an unchunked prefill's for the same reason;
 - the residual stream and the norms stay in float32 (norms in the C kernel where it runs).
 
