@@ -103,6 +103,11 @@ def _kernel_attention(query, keys, values, layout, kernel="float32") -> torch.Te
     )
 
 
+def test_tile_attention_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESWIFT_TILE_ATTENTION", "0")
+    assert not cpu_kernels.tile_attention_available()
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("start", [0, 17, 64, 300])
 def test_attention_matches_torch_for_prompt_and_tree_rows(start: int, kernel: str) -> None:

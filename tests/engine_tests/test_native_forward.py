@@ -197,3 +197,9 @@ def test_cost_curve_name_follows_the_kernel_build(tiny_lm: LoadedModel) -> None:
     build = cpu_kernels.kernel_build()
     assert len(build) == 8 and set(build) <= set("0123456789abcdef"), build  # the build hash
     assert f"-c{build}" in forward.identity
+    # bf16 tile attention beside int8 products only (float32 weights keep float32 attention),
+    # and a curve of its own
+    assert not forward.tile_attention and "-bf16att" not in forward.identity
+    int8 = NativeForward(tiny_lm, "int8")
+    assert int8.tile_attention == cpu_kernels.tile_attention_available()
+    assert ("-bf16att" in int8.identity) == int8.tile_attention
