@@ -636,9 +636,6 @@ static void pack_values_bf16(const float *v, int64_t stride, int64_t from, int64
     }
 }
 
-#endif
-
-#ifdef HAVE_AMX
 /* ---- Attention on AMX tiles in bfloat16 (Sapphire Rapids and later) ------------------------
  *
  * Why: in a 2,048-token prefill half the time was `attention` above, at the float32 FMA peak,
@@ -650,11 +647,11 @@ static void pack_values_bf16(const float *v, int64_t stride, int64_t from, int64
  * bfloat16 (nearest even), products exact, every sum float32. A score is one tile product over
  * the 64 coordinates; a row's weighted values are summed 32 keys at a time in the row's own key
  * order (chunk c holds its keys [32c, 32c + 32)), added chunk after chunk in float32; the
- * softmax is `attention`'s, in float32. What an output element gets depends only on its own
- * query, keys, weights and values: which rows share a tile, and whether a chunk was read from
- * the shared prefix or gathered for the row alone, only moves data. Past a row's last key its
- * weights are zeros, against zero values in its own gather (a shared chunk has only keys every
- * row reads), so even a zero's sign is the row's own.
+ * softmax, exp((s - the row's max) * scale), in float32 with `attention`'s exp. What an output
+ * element gets depends only on its own query, keys, weights and values: which rows share a
+ * tile, and whether a chunk was read from the shared prefix or gathered for the row alone, only
+ * moves data. Past a row's last key its weights are zeros, against zero values in its own
+ * gather (a shared chunk has only keys every row reads), so even a zero's sign is the row's own.
  *
  * A task is one key/value head and up to 8 rows. The keys [0, P) that every row reads in place
  * (P the smallest prefix, down to a multiple of 32) run on tiles of 16 query vectors across the
