@@ -17,6 +17,9 @@ later, AMD Zen 4) and `cpu_kernels_avx2.c` for AVX2 + FMA (AMD Zen 2 and 3, olde
 - `attention(..., tiles=True)` on CPUs with AMX bf16: the same attention with bf16 operands on
   the tile unit (float32 softmax and sums), row-invariant the same way, 2.2-2.6x the float32
   kernel, which ran at the FMA peak; `native-w8a8` uses it (`CODESWIFT_TILE_ATTENTION=0` not);
+- `w8a8_gated` (AVX-512 source): the MLP's silu(x . gate) * (x . up) in one pass, bit for bit
+  `silu_mul` of the two `w8a8_linear` products, without their (rows x 2 x intermediate) float32
+  block leaving the caches;
 - `silu_mul` and `rope`: the MLP's activation and the rotary embedding in one pass each, where
   torch ran 3 and 7 operations (and their allocations): a 1,500-token prefill spent a fifth of
   its time there, a one-token step some 2 ms in dispatching them. `rope` gives torch's bits.
@@ -57,6 +60,7 @@ __all__ = [
     "attention",
     "bf16_available",
     "bf16_linear",
+    "gated_available",
     "kernel_available",
     "kernel_isa",
     "pack",
@@ -64,6 +68,7 @@ __all__ = [
     "rope",
     "silu_mul",
     "tile_attention_available",
+    "w8a8_gated",
     "w8a8_linear",
 ]
 
@@ -157,26 +162,55 @@ def w8a8_linear(x: torch.Tensor, weight: PackedInt8) -> torch.Tensor:
     library = _library()
     assert library is not None, "w8a8_linear called without the kernel"
     rows = x.contiguous()
-    count = rows.shape[0]
-    out = torch.empty((count, weight.padded), dtype=torch.float32)
-    # the activations' int8 values (VNNI) or int16 ones (AVX2): room for either
-    quantized = torch.empty(count * weight.in_features * 2, dtype=torch.int8)
-    row_scales = torch.empty(count, dtype=torch.float32)
-    offsets = torch.empty(count, dtype=torch.int32)
+    out = torch.empty((rows.shape[0], weight.padded), dtype=torch.float32)
+    scratch = _activation_scratch(len(rows), weight.in_features)  # alive through the call
     library.w8a8_linear(
         rows.data_ptr(),
-        count,
+        rows.shape[0],
         weight.in_features,
         weight.weight.data_ptr(),
         weight.scale.data_ptr(),
         None if weight.bias is None else weight.bias.data_ptr(),
         weight.padded,
         out.data_ptr(),
-        quantized.data_ptr(),
-        row_scales.data_ptr(),
-        offsets.data_ptr(),
+        *(tensor.data_ptr() for tensor in scratch),
     )
     return out if weight.padded == weight.out_features else out[:, : weight.out_features]
+
+
+def w8a8_gated(x: torch.Tensor, gate: PackedInt8, up: PackedInt8) -> torch.Tensor:
+    """(rows, in) float32 -> silu(x . gate^T) * (x . up^T), (rows, out) float32: bit for bit
+    `silu_mul` of the two `w8a8_linear` products (where `gated_available()`)."""
+    library = _library()
+    assert library is not None and gated_available(), "w8a8_gated called without the kernel"
+    if (gate.in_features, gate.padded) != (up.in_features, up.padded) or gate.bias is not None:
+        raise ValueError("the gated product takes gate and up of one shape, without bias")
+    rows = x.contiguous()
+    out = torch.empty((rows.shape[0], gate.padded), dtype=torch.float32)
+    scratch = _activation_scratch(len(rows), gate.in_features)  # alive through the call
+    library.w8a8_gated(
+        rows.data_ptr(),
+        rows.shape[0],
+        gate.in_features,
+        gate.weight.data_ptr(),
+        gate.scale.data_ptr(),
+        up.weight.data_ptr(),
+        up.scale.data_ptr(),
+        gate.padded,
+        out.data_ptr(),
+        *(tensor.data_ptr() for tensor in scratch),
+    )
+    return out if gate.padded == gate.out_features else out[:, : gate.out_features]
+
+
+def _activation_scratch(rows: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Room for the activations' int8 values (VNNI) or int16 ones (AVX2), their row scales
+    and offsets: the kernel writes them before it reads them."""
+    return (
+        torch.empty(rows * width * 2, dtype=torch.int8),
+        torch.empty(rows, dtype=torch.float32),
+        torch.empty(rows, dtype=torch.int32),
+    )
 
 
 def bf16_linear(x: torch.Tensor, weight: PackedBf16) -> torch.Tensor:
@@ -317,6 +351,12 @@ def bf16_available() -> bool:
     return kernel_isa() == "avx512-vnni" and "avx512_bf16" in _cpu_flags()
 
 
+def gated_available() -> bool:
+    """Whether `w8a8_gated` runs here (the AVX-512 source)."""
+    library = _library()
+    return library is not None and hasattr(library, "w8a8_gated")
+
+
 def tile_attention_available() -> bool:
     """Whether `attention(..., tiles=True)` runs here: AMX tiles with bf16 products, allowed
     for this process (`amx_enabled`); `CODESWIFT_TILE_ATTENTION=0` keeps the float32 kernel,
@@ -356,6 +396,10 @@ def _library() -> ctypes.CDLL | None:
     if hasattr(library, "attention_amx"):  # the AVX-512 source, built by a compiler with AMX
         library.attention_amx.restype = None
         library.attention_amx.argtypes = library.attention.argtypes
+    if hasattr(library, "w8a8_gated"):  # the AVX-512 source only
+        library.w8a8_gated.restype = None
+        library.w8a8_gated.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _POINTER]
+        library.w8a8_gated.argtypes += [_POINTER, _SIZE, _POINTER, _POINTER, _POINTER, _POINTER]
     if hasattr(library, "bf16_linear"):  # the AVX-512 source only
         library.bf16_linear.restype = None
         library.bf16_linear.argtypes = [_POINTER, _SIZE, _SIZE, _POINTER, _POINTER, _SIZE, _POINTER]

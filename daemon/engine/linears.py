@@ -19,7 +19,7 @@ from torch.nn import functional
 
 from daemon.engine import cpu_kernels
 
-__all__ = ["Bf16Linear", "DenseLinear", "Int8Linear", "Linear", "make_linear"]
+__all__ = ["Bf16Linear", "DenseLinear", "GatedInt8", "Int8Linear", "Linear", "make_linear"]
 
 
 class Linear(Protocol):
@@ -100,6 +100,20 @@ class Int8Linear:
         if self.bias is not None:
             out += self.bias
         return out.to(x.dtype)
+
+
+class GatedInt8:
+    """The MLP's silu(x . gate^T) * (x . up^T) over W8A8 weights in one kernel call
+    (`cpu_kernels.w8a8_gated`, where `gated_available()`): the bits of the two `Int8Linear`
+    products and `cpu_kernels.silu_mul`, without their float32 block in memory."""
+
+    def __init__(self, gate: torch.Tensor, up: torch.Tensor) -> None:
+        self.gate = Int8Linear(gate, None, product="kernel")
+        self.up = Int8Linear(up, None, product="kernel")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.gate.packed is not None and self.up.packed is not None
+        return cpu_kernels.w8a8_gated(x.float(), self.gate.packed, self.up.packed)
 
 
 _PRODUCTS = ("kernel", "int_mm", "float")

@@ -13,7 +13,7 @@ from torch.nn import functional
 
 from daemon.engine import cpu_kernels
 from daemon.engine.exact_attention import causal_layout, exact_attention, tree_layout
-from daemon.engine.linears import Bf16Linear, Int8Linear
+from daemon.engine.linears import Bf16Linear, GatedInt8, Int8Linear
 from daemon.engine.native_forward import _rms_norm
 
 pytestmark = pytest.mark.skipif(
@@ -188,6 +188,21 @@ def test_silu_mul_matches_torch_and_is_row_invariant() -> None:
     torch.testing.assert_close(together, exact, rtol=1e-6, atol=1e-30)
     for i in range(9):
         assert torch.equal(together[i], cpu_kernels.silu_mul(gate_up[i : i + 1])[0])
+
+
+@pytest.mark.skipif(not cpu_kernels.gated_available(), reason="the AVX-512 source only")
+@pytest.mark.parametrize(("intermediate", "inputs"), [(4864, 896), (80, 64)])
+def test_gated_product_equals_two_products_and_silu_mul_bit_for_bit(
+    intermediate: int, inputs: int
+) -> None:
+    torch.manual_seed(intermediate)
+    gate, up = torch.randn(intermediate, inputs) * 0.05, torch.randn(intermediate, inputs) * 0.05
+    gated, both = GatedInt8(gate, up), Int8Linear(torch.cat([gate, up]), None, product="kernel")
+    # VNNI: one row and groups of six; AMX: of sixteen, with a prompt chunk's 256
+    for rows in (1, 2, 6, 7, 16, 17, 40, 256):
+        x = torch.randn(rows, inputs) * 3
+        expected = cpu_kernels.silu_mul(both(x).contiguous())
+        assert torch.equal(gated(x), expected), rows
 
 
 def test_rope_gives_torchs_bits_from_and_into_strided_views() -> None:

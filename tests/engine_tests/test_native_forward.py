@@ -117,14 +117,15 @@ def test_chunked_prefill_rows_equal_one_by_one_rows(
     tiny_lm: LoadedModel, tiny_bf16: LoadedModel, weights: str
 ) -> None:
     native = _native(tiny_lm, tiny_bf16, weights)
-    tokens = [(3 * i + 2) % VOCAB for i in range(300)]
+    tokens = [(3 * i + 2) % VOCAB for i in range(600)]
     whole, stepped = native.new_cache(), native.new_cache()
-    native.prefill(whole, tokens)  # chunks of 256 rows
+    first = native.prefill(whole, tokens)  # chunks of 512 (kernels) or 256 rows
     native.prefill(stepped, tokens[:100])
     for token in tokens[100:]:
-        native.prefill(stepped, [token])
-    assert _same(whole.keys[:, :, :300], stepped.keys[:, :, :300], weights)
-    assert _same(whole.values[:, :, :300], stepped.values[:, :, :300], weights)
+        last = native.prefill(stepped, [token])
+    assert _same(whole.keys[:, :, :600], stepped.keys[:, :, :600], weights)
+    assert _same(whole.values[:, :, :600], stepped.values[:, :, :600], weights)
+    assert first == last  # only the last chunk's last row has logits
 
 
 def test_keep_gathers_the_accepted_rows(tiny_lm: LoadedModel) -> None:
