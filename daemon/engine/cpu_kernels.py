@@ -163,7 +163,7 @@ def w8a8_linear(x: torch.Tensor, weight: PackedInt8) -> torch.Tensor:
     assert library is not None, "w8a8_linear called without the kernel"
     rows = x.contiguous()
     out = torch.empty((rows.shape[0], weight.padded), dtype=torch.float32)
-    scratch = _activation_scratch(len(rows), weight.in_features)  # alive through the call
+    scratch = _activation_scratch(rows.shape[0], weight.in_features)  # alive through the call
     library.w8a8_linear(
         rows.data_ptr(),
         rows.shape[0],
@@ -187,7 +187,7 @@ def w8a8_gated(x: torch.Tensor, gate: PackedInt8, up: PackedInt8) -> torch.Tenso
         raise ValueError("the gated product takes gate and up of one shape, without bias")
     rows = x.contiguous()
     out = torch.empty((rows.shape[0], gate.padded), dtype=torch.float32)
-    scratch = _activation_scratch(len(rows), gate.in_features)  # alive through the call
+    scratch = _activation_scratch(rows.shape[0], gate.in_features)  # alive through the call
     library.w8a8_gated(
         rows.data_ptr(),
         rows.shape[0],
