@@ -70,6 +70,9 @@ _DEPTHS = (24, 32)
 _DEEPER = {
     f"{base}-depth{depth}": (base, depth) for base in ("codeswift", "lookup") for depth in _DEPTHS
 }
+# `lookup` with other tree sizes: 16 nodes are 17 rows, and with AMX the 17th row costs a
+# second pass of the tile unit; the ratio to `lookup` should hold against its best size
+_LOOKUP_SIZES = {f"lookup-nodes{nodes}": nodes for nodes in (8, 15, 32)}
 _PEERS = {
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
@@ -95,6 +98,10 @@ METHODS = {
     **{
         name: f"{base} with drafts up to {depth} tokens deep (default {MAX_DEPTH})"
         for name, (base, depth) in _DEEPER.items()
+    },
+    **{
+        name: f"lookup with trees of {nodes} nodes (default 16)"
+        for name, nodes in _LOOKUP_SIZES.items()
     },
 }
 
@@ -124,6 +131,8 @@ def lab_plan(method: str, project_weight: float | None = None) -> DecodePlan | N
     elif method in _DEEPER:
         base, depth = _DEEPER[method]
         plan = dataclasses.replace(PLANS[base], name=method, max_depth=depth)
+    elif method in _LOOKUP_SIZES:
+        plan = dataclasses.replace(PLANS["lookup"], name=method, budget=_LOOKUP_SIZES[method])
     elif method == "codeswift-with-expressions":
         plan = dataclasses.replace(CODESWIFT, name=method, expressions=True)
     else:

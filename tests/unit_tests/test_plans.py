@@ -64,4 +64,7 @@ def test_lab_ablations_are_plans_built_from_codeswift() -> None:
     assert lab_plan("lookup-depth24") == dataclasses.replace(
         LOOKUP, name="lookup-depth24", max_depth=24
     )
+    assert lab_plan("lookup-nodes15") == dataclasses.replace(
+        LOOKUP, name="lookup-nodes15", budget=15
+    )
     assert needs_stores(["ar", "rest"]) and not needs_stores(["ar", "lookup", "pld"])
