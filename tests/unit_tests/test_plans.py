@@ -31,7 +31,7 @@ def test_an_unknown_method_is_reported_and_replaced_by_the_default() -> None:
 
 def test_named_plans_say_what_they_draft_from() -> None:
     assert not AR.drafts and AR.budget is None
-    assert LOOKUP.context and not LOOKUP.searches_stores and LOOKUP.budget == 16
+    assert LOOKUP.context and not LOOKUP.searches_stores and LOOKUP.budget == 15
     assert REST.general and not (REST.project or REST.context or REST.cache) and REST.budget == 64
     assert CODESWIFT.searches_stores and CODESWIFT.timing and CODESWIFT.budget is None
     assert len({hash(plan) for plan in PLANS.values()}) == len(PLANS)  # state is keyed by plan
@@ -64,7 +64,7 @@ def test_lab_ablations_are_plans_built_from_codeswift() -> None:
     assert lab_plan("lookup-depth24") == dataclasses.replace(
         LOOKUP, name="lookup-depth24", max_depth=24
     )
-    assert lab_plan("lookup-nodes15") == dataclasses.replace(
-        LOOKUP, name="lookup-nodes15", budget=15
+    assert lab_plan("lookup-nodes16") == dataclasses.replace(
+        LOOKUP, name="lookup-nodes16", budget=16
     )
     assert needs_stores(["ar", "rest"]) and not needs_stores(["ar", "lookup", "pld"])
