@@ -183,7 +183,8 @@ def w8a8_gated(x: torch.Tensor, gate: PackedInt8, up: PackedInt8) -> torch.Tenso
     `silu_mul` of the two `w8a8_linear` products (where `gated_available()`)."""
     library = _library()
     assert library is not None and gated_available(), "w8a8_gated called without the kernel"
-    if (gate.in_features, gate.padded) != (up.in_features, up.padded) or gate.bias is not None:
+    same_shape = (gate.in_features, gate.padded) == (up.in_features, up.padded)
+    if not same_shape or gate.bias is not None or up.bias is not None:
         raise ValueError("the gated product takes gate and up of one shape, without bias")
     rows = x.contiguous()
     out = torch.empty((rows.shape[0], gate.padded), dtype=torch.float32)

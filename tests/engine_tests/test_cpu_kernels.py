@@ -203,6 +203,10 @@ def test_gated_product_equals_two_products_and_silu_mul_bit_for_bit(
         x = torch.randn(rows, inputs) * 3
         expected = cpu_kernels.silu_mul(both(x).contiguous())
         assert torch.equal(gated(x), expected), rows
+    narrower = Int8Linear(up[: intermediate // 2], None, product="kernel")
+    assert gated.gate.packed is not None and narrower.packed is not None
+    with pytest.raises(ValueError, match="one shape"):
+        cpu_kernels.w8a8_gated(torch.randn(2, inputs), gated.gate.packed, narrower.packed)
 
 
 def test_rope_gives_torchs_bits_from_and_into_strided_views() -> None:
