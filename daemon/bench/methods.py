@@ -71,8 +71,9 @@ _DEEPER = {
     f"{base}-depth{depth}": (base, depth) for base in ("codeswift", "lookup") for depth in _DEPTHS
 }
 # `lookup` with other tree sizes (16 was its default until a 17-row step was found to cost a
-# second pass of the AMX tile unit): the ratio to `lookup` should hold against its best size
-_LOOKUP_SIZES = {f"lookup-nodes{nodes}": nodes for nodes in (8, 16, 32)}
+# second pass of the AMX tile unit; where each row costs a quarter of a step or more, as with
+# AVX2 alone, its best size is 2-4): the ratio to `lookup` should hold against its best size
+_LOOKUP_SIZES = {f"lookup-nodes{nodes}": nodes for nodes in (2, 4, 8, 16, 32)}
 _PEERS = {
     "pld": "Hugging Face prompt lookup decoding, generate(prompt_lookup_num_tokens=10)",
     "hf": "Hugging Face greedy generate (checks that `ar` is a fair baseline)",
