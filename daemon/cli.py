@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "lately in the prompt; default 0, none)",
     )
     bench.add_argument(
+        "--cost-curve",
+        type=Path,
+        metavar="FILE",
+        help="replay suites: model step costs with this curve (a replay report's "
+        "cost_curve_ms, e.g. another CPU's) instead of this machine's",
+    )
+    bench.add_argument(
         "--no-memory",
         dest="memory",
         action="store_false",

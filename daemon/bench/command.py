@@ -34,6 +34,8 @@ _REPLAY_METHODS = (
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """`codeswift bench`: the suite `args` name, its report printed (and written, plotted)."""
+    if args.cost_curve is not None and not args.suite.startswith("replay:"):
+        raise UsageError("--cost-curve is for replay suites only")
     if args.suite == "soak":
         from daemon.bench.soak import run_soak_bench
 
@@ -108,6 +110,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         project_weight=args.project_weight,
         assistant=args.assistant,
         memory=args.memory,
+        cost_curve=args.cost_curve,
     )
     replay = args.suite.startswith("replay:")
     if replay and args.methods == DEFAULT_BENCH_METHODS:

@@ -8,18 +8,29 @@ a shared 2-core machine, and a dozen ablations take seconds instead of an hour. 
 modelled: retrieval time (the real bench reports it) and, for the recycled source, the argmax
 after rows off the accepted path (the replay knows only the true tokens).
 
-SUITE is `repo:DIST` or `humaneval`, as for the real bench.
+SUITE is `repo:DIST` or `humaneval`, as for the real bench. `--cost-curve FILE` models another
+machine: trees are cut, and steps timed, on that curve (an AMX Xeon's flat one on an AVX2
+EPYC, whose steps cost 1.3x a one-row step at 2 rows and 2.1x at 4). `ar`'s outputs are kept in the
+user cache, keyed by the forward port's identity (model, backend, kernel build, precision,
+threads), the prompt and the token budget: a second replay of a suite skips the model (on a
+2-core AVX2 CPU the 20 prompts of a repository suite cost ~10 minutes of prefill and decode).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from daemon.bench.speed import BenchOptions, suite_tasks
+from daemon.engine.atomic import write_atomically
+from daemon.engine.budget import CostCurve
+from daemon.engine.registry import cache_root
 from daemon.engine.tree import EMPTY_TREE
 from daemon.errors import UsageError
 
@@ -46,13 +57,22 @@ def run_replay_bench(options: BenchOptions) -> dict[str, Any]:
         options.backend,
     )
     engine = lab.engine
+    if options.cost_curve is not None:
+        engine.assume_curve(read_curve(options.cost_curve))
     prompts, truths = [], []
     for task in tqdm(tasks, desc=f"ar on {inner}", unit="prompt"):
         ids = engine.lm.tokenizer(task.prompt)["input_ids"][-options.context_tokens :]
         ids, _ = fit_prompt(engine.lm, ids, options.max_new_tokens)
         prompts.append(ids)
         with lab.hiding(task.hidden):
-            truths.append(lab.run("ar", ids, options.max_new_tokens).decoded.tokens)
+            truths.append(
+                greedy_output(
+                    engine.model.identity,
+                    ids,
+                    options.max_new_tokens,
+                    lambda ids=ids: lab.run("ar", ids, options.max_new_tokens).decoded.tokens,
+                )
+            )
     curve = engine.curve()
     rows: dict[str, Any] = {}
     for plan in plans:
@@ -79,8 +99,38 @@ def run_replay_bench(options: BenchOptions) -> dict[str, Any]:
         "max_new_tokens": options.max_new_tokens,
         "env": runtime_environment(engine.lm, lab.backend),
         "cost_curve_ms": dict(zip(curve.sizes, curve.ms, strict=True)),
+        "cost_curve_from": str(options.cost_curve or "measured here"),
         "methods": rows,
     }
+
+
+def read_curve(path: Path) -> CostCurve:
+    """The step costs in `path`: a report's `cost_curve_ms` (size -> ms) or a cached curve."""
+    try:
+        data = json.loads(path.read_text())
+        table = data.get("cost_curve_ms") or dict(zip(data["sizes"], data["ms"], strict=True))
+        points = sorted((int(size), float(ms)) for size, ms in table.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"no cost curve in {path}: {exc}") from None
+    if not points or points[0][0] != 1 or any(ms <= 0 for _, ms in points):
+        raise UsageError(f"no cost curve in {path}: it needs positive costs from one row up")
+    return CostCurve(tuple(s for s, _ in points), tuple(ms for _, ms in points))
+
+
+def greedy_output(
+    identity: str, prompt: Sequence[int], max_new_tokens: int, decode: Callable[[], Sequence[int]]
+) -> list[int]:
+    """`ar`'s output for `prompt` on the forward port named `identity`: from the cache, or
+    from `decode()` and then kept (greedy decoding on one port gives the same tokens)."""
+    key = json.dumps([identity, list(prompt), max_new_tokens])
+    path = cache_root() / "replay" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    try:
+        return [int(token) for token in json.loads(path.read_text())["tokens"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    tokens = [int(token) for token in decode()]
+    write_atomically(path, json.dumps({"tokens": tokens}).encode())
+    return tokens
 
 
 def _replay(

@@ -44,6 +44,7 @@ class BenchOptions:
     project_weight: float | None = None  # None: the engine's default (RetrievalConfig)
     assistant: str = DEFAULT_MODEL  # the draft model of `assisted`
     memory: bool = True  # probe each method's peak memory in a fresh process
+    cost_curve: Path | None = None  # replay suites: another machine's step costs
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -134,7 +135,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             row["pass_at_1"] = pass_at_1(problems, [c.text for c in runs[method]])
     if options.memory:
         _add_memory(report_methods, options, workspace, tasks, lm)
-    return {
+    report = {
         "suite": options.suite,
         "prompts": len(tasks),
         "max_new_tokens": options.max_new_tokens,
@@ -142,6 +143,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "methods": report_methods,
         "retrieval": _retrieval_report(engine, runs["ar"], tasks) if needs_stores(methods) else {},
     }
+    curve = engine.known_curve
+    if curve is not None:  # the trees' cost curve: a replay elsewhere can model this machine
+        report["cost_curve_ms"] = dict(zip(curve.sizes, curve.ms, strict=True))
+    return report
 
 
 def _add_memory(

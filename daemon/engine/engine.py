@@ -113,6 +113,18 @@ class Engine:
             self._curve = cost_curve(self.model)
         return self._curve
 
+    @property
+    def known_curve(self) -> CostCurve | None:
+        """The curve trees were cut on, if any plan needed one yet (none is measured here)."""
+        return self._curve
+
+    def assume_curve(self, curve: CostCurve) -> None:
+        """Cut trees on `curve` instead of this machine's own (a replay modelling another
+        CPU); before any tree policy exists, so that every plan uses it."""
+        if self._budgets:
+            raise RuntimeError("assume_curve after a tree policy was made")
+        self._curve = curve
+
     def whitespace_ids(self) -> frozenset[int]:
         """Tokens that decode to whitespace only (retrieval after them rarely pays)."""
         if self._whitespace is None:

@@ -197,6 +197,7 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
     assert report["suite"] == "humaneval" and report["env"]["dtype"] == "float32"
     # pld runs transformers: its own greedy, ar@transformers, runs beside it as its reference
     assert set(report["methods"]) == {"ar", "pld", "codeswift", "ar@transformers"}
+    assert 0 < report["cost_curve_ms"]["1"] < report["cost_curve_ms"]["64"]  # codeswift's trees
     assert report["methods"]["pld"]["reference"] == "ar@transformers"
     for row in report["methods"].values():
         assert row["identical"] == 1.0
@@ -220,14 +221,17 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
 def test_bench_replay_models_the_drafting_of_each_method(tmp_path: Path) -> None:
     require_real_model()
     out, plot = tmp_path / "replay.json", tmp_path / "replay.png"
+    flat = tmp_path / "flat.json"  # another machine's curve: 16 rows cost 1.5 one-row steps
+    flat.write_text(json.dumps({"cost_curve_ms": {"1": 20.0, "16": 30.0, "64": 80.0}}))
     result = codeswift(
         "bench", "--suite", "replay:humaneval", "--limit", "2", "--max-new-tokens", "24",
-        "--methods", "lookup,codeswift,codeswift-no-scoring",
+        "--methods", "lookup,codeswift,codeswift-no-scoring", "--cost-curve", str(flat),
         "--json", str(out), "--plot", str(plot),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert list(report["methods"]) == ["lookup", "codeswift", "codeswift-no-scoring"]
+    assert report["cost_curve_ms"] == {"1": 20.0, "16": 30.0, "64": 80.0}
     for row in report["methods"].values():
         assert row["tokens_per_forward"] >= 1.0 and row["modelled_decode_speedup"] > 0
     assert "calibration" in report["methods"]["codeswift"]
@@ -235,6 +239,8 @@ def test_bench_replay_models_the_drafting_of_each_method(tmp_path: Path) -> None
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     refused = codeswift("bench", "--suite", "replay:humaneval", "--methods", "pld")
     assert refused.returncode == 2 and "drafting methods only" in refused.stderr
+    refused = codeswift("bench", "--suite", "humaneval", "--cost-curve", str(flat))
+    assert refused.returncode == 2 and "replay suites only" in refused.stderr
 
 
 def test_setup_is_idempotent_once_set_up() -> None:

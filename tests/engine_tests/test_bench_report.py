@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from daemon.bench.replay import greedy_output, read_curve
 from daemon.bench.report import format_table, method_row, percentiles, write_plot
+from daemon.engine.budget import CostCurve
 from daemon.engine.decode import DecodeResult
 from daemon.engine.engine import Completion
 from daemon.engine.retrieval import DraftStats
+from daemon.errors import UsageError
 
 
 def _done(
@@ -79,3 +86,41 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
     target = tmp_path / "bench.png"
     write_plot(_report(), target)
     assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_replay_keeps_greedy_outputs_per_port_prompt_and_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODESWIFT_CACHE_DIR", str(tmp_path))
+    calls: list[int] = []
+
+    def decode(tokens: list[int]) -> Callable[[], list[int]]:
+        return lambda: calls.append(1) or tokens
+
+    assert greedy_output("port-a", [1, 2], 8, decode([5, 6])) == [5, 6]
+    assert greedy_output("port-a", [1, 2], 8, decode([9])) == [5, 6]  # kept: no decode
+    assert len(calls) == 1
+    # another port, prompt or budget decodes again
+    assert greedy_output("port-b", [1, 2], 8, decode([7])) == [7]
+    assert greedy_output("port-a", [1, 3], 8, decode([8])) == [8]
+    assert greedy_output("port-a", [1, 2], 9, decode([4])) == [4]
+    assert len(calls) == 4
+    # a damaged entry is decoded again and replaced
+    for kept in (tmp_path / "replay").iterdir():
+        kept.write_text("{not json")
+    assert greedy_output("port-a", [1, 2], 8, decode([3])) == [3]
+    assert greedy_output("port-a", [1, 2], 8, decode([0])) == [3]
+
+
+def test_replay_reads_a_cost_curve_from_a_report_or_a_cached_curve(tmp_path: Path) -> None:
+    report, cached, broken = tmp_path / "r.json", tmp_path / "c.json", tmp_path / "b.json"
+    report.write_text(json.dumps({"cost_curve_ms": {"16": 30.0, "1": 20.0, "2": 21.0}}))
+    cached.write_text(json.dumps({"sizes": [1, 4], "ms": [10.0, 12.5]}))
+    assert read_curve(report) == CostCurve((1, 2, 16), (20.0, 21.0, 30.0))
+    assert read_curve(cached).cost(4) == 12.5
+    for text in ("{", "[]", '{"cost_curve_ms": {"2": 5.0}}', '{"sizes": [1], "ms": [0]}'):
+        broken.write_text(text)
+        with pytest.raises(UsageError, match="no cost curve"):
+            read_curve(broken)
+    with pytest.raises(UsageError, match="no cost curve"):
+        read_curve(tmp_path / "missing.json")
