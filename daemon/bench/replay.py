@@ -22,6 +22,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,13 @@ def run_replay_bench(options: BenchOptions) -> dict[str, Any]:
         ids, _ = fit_prompt(engine.lm, ids, options.max_new_tokens)
         prompts.append(ids)
         with lab.hiding(task.hidden):
+            decode = partial(lab.run, "ar", ids, options.max_new_tokens)
             truths.append(
                 greedy_output(
                     engine.model.identity,
                     ids,
                     options.max_new_tokens,
-                    lambda ids=ids: lab.run("ar", ids, options.max_new_tokens).decoded.tokens,
+                    lambda: decode().decoded.tokens,  # noqa: B023 (called at once)
                 )
             )
     curve = engine.curve()
