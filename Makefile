@@ -58,6 +58,7 @@ bench: setup llama  ## README's performance section: backends and llama.cpp, pee
 	$(BIN)/codeswift bench --suite steps --json docs/bench/steps.json
 	$(BENCH) --suite repo:click --limit 20 --methods $(CPU_PEERS) --plot docs/bench/cpu-click.png --json docs/bench/cpu-click.json
 	$(BENCH) --suite humaneval --limit 40 --no-memory --methods $(CPU_PEERS) --json docs/bench/cpu-humaneval.json
+	$(BENCH) --suite humaneval --limit 16 --no-memory --methods codeswift,lookup,lookup-nodes4,llamacpp --json docs/bench/lookup-sizes-humaneval.json
 	$(BENCH) --suite repo:requests --limit 20 --no-memory --methods $(CPU_LLAMA) --json docs/bench/cpu-requests.json
 	$(BENCH) --suite repo:jinja2 --limit 20 --no-memory --methods $(CPU_LLAMA) --json docs/bench/cpu-jinja2.json
 	$(BENCH) --suite humaneval --limit 164 --no-memory --methods ar,ar@native --json docs/bench/humaneval-164.json
