@@ -22,7 +22,6 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +65,12 @@ def run_replay_bench(options: BenchOptions) -> dict[str, Any]:
         ids, _ = fit_prompt(engine.lm, ids, options.max_new_tokens)
         prompts.append(ids)
         with lab.hiding(task.hidden):
-            decode = partial(lab.run, "ar", ids, options.max_new_tokens)
             truths.append(
                 greedy_output(
                     engine.model.identity,
                     ids,
                     options.max_new_tokens,
-                    lambda: decode().decoded.tokens,  # noqa: B023 (called at once)
+                    lambda prompt, budget: lab.run("ar", prompt, budget).decoded.tokens,
                 )
             )
     curve = engine.curve()
@@ -120,17 +118,21 @@ def read_curve(path: Path) -> CostCurve:
 
 
 def greedy_output(
-    identity: str, prompt: Sequence[int], max_new_tokens: int, decode: Callable[[], Sequence[int]]
+    identity: str,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    decode: Callable[[Sequence[int], int], Sequence[int]],
 ) -> list[int]:
     """`ar`'s output for `prompt` on the forward port named `identity`: from the cache, or
-    from `decode()` and then kept (greedy decoding on one port gives the same tokens)."""
+    from `decode(prompt, max_new_tokens)` and then kept (greedy decoding on one port gives
+    the same tokens)."""
     key = json.dumps([identity, list(prompt), max_new_tokens])
     path = cache_root() / "replay" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
     try:
         return [int(token) for token in json.loads(path.read_text())["tokens"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    tokens = [int(token) for token in decode()]
+    tokens = [int(token) for token in decode(prompt, max_new_tokens)]
     write_atomically(path, json.dumps({"tokens": tokens}).encode())
     return tokens
 

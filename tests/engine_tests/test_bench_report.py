@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -94,8 +94,8 @@ def test_replay_keeps_greedy_outputs_per_port_prompt_and_budget(
     monkeypatch.setenv("CODESWIFT_CACHE_DIR", str(tmp_path))
     calls: list[int] = []
 
-    def decode(tokens: list[int]) -> Callable[[], list[int]]:
-        return lambda: calls.append(1) or tokens
+    def decode(tokens: list[int]) -> Callable[[Sequence[int], int], list[int]]:
+        return lambda prompt, budget: calls.append(1) or tokens
 
     assert greedy_output("port-a", [1, 2], 8, decode([5, 6])) == [5, 6]
     assert greedy_output("port-a", [1, 2], 8, decode([9])) == [5, 6]  # kept: no decode
