@@ -37,6 +37,7 @@ SIZES = (1, 2, 4, 8, 12, 16, 17, 24, 32, 33, 48, 49, 64, 65)
 _CONTEXT = 1024
 # bump when the measurement (or the attention it times) changes, so cached curves are re-measured
 _CURVE_VERSION = 6
+_TABLE_ROWS = 4 * SIZES[-1]
 
 
 class BudgetPolicy(Protocol):
@@ -61,6 +62,26 @@ class CostCurve:
 
     def cost(self, tokens: int) -> float:
         """Linear interpolation between measured sizes (clamped at the ends)."""
+        table = self._costs
+        return table[tokens] if 0 <= tokens < len(table) else self._interpolated(tokens)
+
+    def least_row_cost(self, tokens: int) -> float:
+        """The smallest cost of one more token anywhere past `tokens`: a lower bound on
+        (cost(t + k) - cost(t)) / k for every t >= `tokens` (0 or less on a noisy curve)."""
+        table = self._least_row_costs
+        return table[tokens] if 0 <= tokens < len(table) else self._least_past(tokens)
+
+    # a tree's growth asks for these a few hundred times a step: tables up to a few trees of
+    # the largest size, filled by the formulas below (the same values, ~0.1 ms less a step)
+    @cached_property
+    def _costs(self) -> tuple[float, ...]:
+        return tuple(self._interpolated(t) for t in range(_TABLE_ROWS))
+
+    @cached_property
+    def _least_row_costs(self) -> tuple[float, ...]:
+        return tuple(self._least_past(t) for t in range(_TABLE_ROWS))
+
+    def _interpolated(self, tokens: int) -> float:
         sizes, ms = self.sizes, self.ms
         if tokens <= sizes[0]:
             return ms[0]
@@ -70,13 +91,10 @@ class CostCurve:
                 return ms[i - 1] + (ms[i] - ms[i - 1]) * fraction
         return ms[-1] * tokens / sizes[-1]
 
-    def least_row_cost(self, tokens: int) -> float:
-        """The smallest cost of one more token anywhere past `tokens`: a lower bound on
-        (cost(t + k) - cost(t)) / k for every t >= `tokens` (0 or less on a noisy curve)."""
+    def _least_past(self, tokens: int) -> float:
         if tokens < self.sizes[0]:
             return 0.0  # the curve is flat below its first size
-        slopes = self._row_costs
-        return min(slope for end, slope in slopes if end > tokens)
+        return min(slope for end, slope in self._row_costs if end > tokens)
 
     @cached_property
     def _row_costs(self) -> tuple[tuple[float, float], ...]:

@@ -52,16 +52,27 @@ def cell_of(
 ) -> tuple[object, ...]:
     """(source, match, share bin, agreeing sources, depth bucket) of a trie node: `shares` is
     the weight each source put on it, `weight` their sum, `above` its parent's weight."""
-    source = max(shares, key=lambda s: shares[s])
+    source = max(shares, key=shares.__getitem__)
     share = weight / above if above > 0 else 0.0
-    share_bin = next(i for i, edge in enumerate(_SHARE_BINS) if share >= edge)
+    high, middle, low = _SHARE_BINS[:3]  # the last edge, 0, takes every other share
+    share_bin = 0 if share >= high else 1 if share >= middle else 2 if share >= low else 3
     return (
         source,
-        next(i for i, edge in enumerate(_MATCH_BINS) if match >= edge),
+        _MATCH_BIN[min(match, _MATCH_BINS[0])] if match >= 0 else _bin(_MATCH_BINS, match),
         share_bin,
         min(len(shares), 2),
-        next(i for i, edge in enumerate(_DEPTH_BINS) if depth >= edge),
+        _DEPTH_BIN[min(depth, _DEPTH_BINS[0])] if depth >= 1 else _bin(_DEPTH_BINS, depth),
     )
+
+
+def _bin(edges: Sequence[int], value: int) -> int:
+    """The first of `edges` (lower edges, largest first) that `value` reaches."""
+    return next(i for i, edge in enumerate(edges) if value >= edge)
+
+
+# a tree's growth bins every node it makes: looked up, not searched (the same bins)
+_MATCH_BIN = tuple(_bin(_MATCH_BINS, m) for m in range(_MATCH_BINS[0] + 1))
+_DEPTH_BIN = (-1, *(_bin(_DEPTH_BINS, d) for d in range(1, _DEPTH_BINS[0] + 1)))  # from 1
 
 
 class _LazyTrie:

@@ -16,6 +16,27 @@ def test_cost_interpolates_and_extrapolates() -> None:
     assert BF16.cost(130) == 298.0
 
 
+def test_looked_up_costs_are_the_interpolated_ones() -> None:
+    """Costs and least row costs come from tables up to a few hundred rows, the formula past
+    them: the same values either way, and the same on either side of the tables' end."""
+    for curve in (BF16, FP32):
+        for tokens in (0, 1, 2, 3, 16, 17, 64, 65, 66, 259, 260, 261, 1000):
+            sizes, ms = curve.sizes, curve.ms
+            if tokens <= sizes[0]:
+                expected = ms[0]
+            elif tokens > sizes[-1]:
+                expected = ms[-1] * tokens / sizes[-1]
+            else:
+                i = next(i for i in range(1, len(sizes)) if tokens <= sizes[i])
+                fraction = (tokens - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
+                expected = ms[i - 1] + (ms[i] - ms[i - 1]) * fraction
+            assert curve.cost(tokens) == expected, tokens
+            later = [(curve.cost(t + 1) - curve.cost(t)) for t in range(tokens, tokens + 400)]
+            assert curve.least_row_cost(tokens) <= min(later) + 1e-9, tokens
+    assert FP32.least_row_cost(0) == 0.0  # flat below the first size
+    assert FP32.least_row_cost(4) == FP32.least_row_cost(5) == 60.0 / 49  # 16 -> 65 rows
+
+
 def test_budget_grows_with_acceptance_and_shrinks_without() -> None:
     policy = AdaptiveBudget(BF16, rate=0.5)
     start = policy.choose()

@@ -200,3 +200,20 @@ def test_successor_table_keeps_the_newest_answer_and_forgets_the_oldest_keys() -
     assert table.propose([1], depth=1)[0].tokens == (3,)
     table.learn([8], [8], [], [9])  # a fifth key: the oldest half goes
     assert table.propose([1], depth=1) == [] and table.propose([8], depth=1)[0].tokens == (9,)
+
+
+def test_cell_bins_follow_their_edges() -> None:
+    """Match and depth bins are looked up in tables: the first edge a value reaches, as a
+    search over the edges gives, for values inside and past the tables."""
+    from daemon.engine.scoring import _DEPTH_BINS, _MATCH_BINS
+
+    def first(edges: tuple[int, ...], value: int) -> int:
+        return next(i for i, edge in enumerate(edges) if value >= edge)
+
+    for match in (0, 1, 2, 3, 5, 9, 10, 15, 16, 17, 40):
+        for depth in (1, 2, 3, 5, 6, 8, 9, 10, 30):
+            cell = cell_of({"context": 2.0, "project": 1.0}, 3.0, 4.0, match, depth)
+            assert cell == ("context", first(_MATCH_BINS, match), 1, 2, first(_DEPTH_BINS, depth))
+    shares = [cell_of({"s": w}, w, 1.0, 1, 1)[2] for w in (1.0, 0.9, 0.89, 0.6, 0.3, 0.29, 0.0)]
+    assert shares == [0, 0, 1, 1, 2, 3, 3]
+    assert cell_of({"a": 1.0, "b": 1.0}, 2.0, 0.0, 1, 1)[0] == "a"  # ties: the first source
