@@ -24,7 +24,9 @@ if [[ -z $wheel ]]; then
   started=$SECONDS
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
-  CMAKE_ARGS="${CMAKE_ARGS:-} $BUILD_OPTIONS" "$PYTHON" -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
+  # no pip cache: a wheel pip built before, under other CMAKE_ARGS, would be taken as it is
+  CMAKE_ARGS="${CMAKE_ARGS:-} $BUILD_OPTIONS" "$PYTHON" -m pip wheel --quiet --no-cache-dir --no-deps \
+    --no-binary llama-cpp-python \
     "llama-cpp-python==$VERSION" -w "$scratch"
   mkdir -p "$cache"
   built=$(ls "$scratch"/llama_cpp_python-*.whl)
