@@ -11,8 +11,8 @@ after rows off the accepted path (the replay knows only the true tokens).
 SUITE is `repo:DIST` or `humaneval`, as for the real bench. `--cost-curve FILE` models another
 machine: trees are cut, and steps timed, on that curve (an AMX Xeon's flat one on an AVX2
 EPYC, whose steps cost 1.2x a one-row step at 2 rows and 2.0x at 4). `ar`'s outputs are kept
-in the user cache, keyed by the forward port's identity (model name, backend, kernel build,
-precision, threads), the prompt and the token budget: a second replay of a suite skips the
+in the user cache, keyed by the forward port's identity (model name and weights, backend,
+kernel build, precision, threads), the prompt and the token budget: a second replay skips the
 model (on a 2-core AVX2 EPYC the 20 prompts of a repository suite cost ~10 minutes).
 """
 

@@ -6,6 +6,7 @@ safetensors folder in the user cache, so later loads take seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -55,10 +56,18 @@ class LoadedModel:
     dtype: torch.dtype
     eos_ids: frozenset[int]
     load_seconds: float
+    # which weights, beyond the name (`weights_fingerprint`): what is cached per model (cost
+    # curves, replayed outputs) must not mix two checkpoints that share a name
+    fingerprint: str = ""
 
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def key(self) -> str:
+        """The name and the weights' fingerprint: what caches per model are keyed by."""
+        return f"{self.name}@{self.fingerprint}" if self.fingerprint else self.name
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -183,7 +192,26 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
         dtype=torch_dtype,
         eos_ids=frozenset(eos),
         load_seconds=time.perf_counter() - started,
+        fingerprint=weights_fingerprint(spec, source, model),
     )
+
+
+def weights_fingerprint(spec: str, source: str, model: Any) -> str:
+    """12 hex digits that change with the weights: a packaged model's GGUF hash; for a folder,
+    its path and each weight file's size and modification time; for a hub id, the commit
+    transformers resolved ("hub" when it reports none)."""
+    if spec in MODELS:
+        return MODELS[spec].sha256[:12]
+    folder = Path(source)
+    if folder.is_dir():
+        parts = [str(folder.resolve())]
+        for path in sorted(folder.iterdir()):
+            if path.name.endswith(_WEIGHT_SUFFIXES) or path.name == "config.json":
+                stat = path.stat()
+                parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    commit = getattr(model.config, "_commit_hash", None)
+    return str(commit)[:12] if commit else "hub"
 
 
 def _as_list(value: int | list[int] | None) -> list[int]:

@@ -150,7 +150,7 @@ class NativeForward:
         kernels += "-amx" if self.kernels and cpu_kernels.amx_enabled() else ""
         kernels += "-bf16att" if self.tile_attention else ""
         self.identity = (
-            f"{lm.name}-{self.backend}{kernels}-{lm.dtype_name}-t{torch.get_num_threads()}"
+            f"{lm.key}-{self.backend}{kernels}-{lm.dtype_name}-t{torch.get_num_threads()}"
         )
         with torch.inference_mode():
             self._layers = [self._load_layer(layer, weights) for layer in lm.model.model.layers]

@@ -26,7 +26,7 @@ class TorchForward:
         self.lm = lm
         self.backend = "transformers"
         self.vocab_size = int(lm.model.config.vocab_size)
-        self.identity = f"{lm.name}-{lm.device.type}-{lm.dtype_name}-t{torch.get_num_threads()}"
+        self.identity = f"{lm.key}-{lm.device.type}-{lm.dtype_name}-t{torch.get_num_threads()}"
 
     def new_cache(self) -> DynamicCache:
         return DynamicCache()

@@ -4,6 +4,9 @@ products that do not depend on the other rows."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -24,7 +27,6 @@ def tiny_lm() -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def tiny_bf16() -> LoadedModel:
-    import dataclasses
 
     lm = tiny_qwen2()
     return dataclasses.replace(lm, model=lm.model.to(torch.bfloat16), dtype=torch.bfloat16)
@@ -181,12 +183,36 @@ def test_int8_float_products_equal_int_mm_bit_for_bit(outputs: int, inputs: int)
 
 
 def test_unsupported_models_are_refused(tiny_lm: LoadedModel) -> None:
-    import dataclasses
 
     on_gpu = dataclasses.replace(tiny_lm, device=torch.device("cuda"))
     assert not supports_native(on_gpu)
     with pytest.raises(ValueError, match="no native forward"):
         NativeForward(on_gpu)
+
+
+def test_cost_curve_name_follows_the_weights(tiny_lm: LoadedModel, tmp_path: Path) -> None:
+    """Two checkpoints of one name must not share a cost curve or replayed outputs: the
+    identity carries the weights' fingerprint, which a rewritten weight file changes."""
+    from daemon.engine.models import weights_fingerprint
+    from daemon.engine.registry import MODELS
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"first")
+    first = weights_fingerprint(str(folder), str(folder), None)
+    weights.write_bytes(b"second, longer")
+    second = weights_fingerprint(str(folder), str(folder), None)
+    assert first != second and len(first) == len(second) == 12
+    packaged = next(iter(MODELS.values()))
+    assert weights_fingerprint(packaged.name, "unused", None) == packaged.sha256[:12]
+    hub = type("Hub", (), {"config": type("Config", (), {"_commit_hash": "0123456789abcdef"})})
+    assert weights_fingerprint("org/model", "org/model", hub) == "0123456789ab"
+    one = dataclasses.replace(tiny_lm, fingerprint=first)
+    two = dataclasses.replace(tiny_lm, fingerprint=second)
+    assert NativeForward(one).identity != NativeForward(two).identity
+    assert NativeForward(one).identity.startswith(f"{tiny_lm.name}@{first}-")
 
 
 def test_cost_curve_name_follows_the_kernel_build(tiny_lm: LoadedModel) -> None:
