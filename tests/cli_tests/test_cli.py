@@ -180,7 +180,7 @@ def test_bench_float32_is_identical_for_every_method(tmp_path: Path) -> None:
         "--suite",
         "humaneval",
         "--limit",
-        "2",
+        "1",
         "--max-new-tokens",
         "32",
         "--methods",
