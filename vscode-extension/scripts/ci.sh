@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 stamp=node_modules/.codeswift-ci-passed
 sources=$(find . \( -name node_modules -o -path ./out -o -path ./dist \) -prune -o \
-  -type f ! -name '*.vsix' -print | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+  -type f ! -name '*.vsix' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [[ -f $stamp && $(cat "$stamp") == "$sources" && -f codeswift-0.1.0.vsix ]]; then
   echo "extension unchanged since its checks last passed (sources $sources): not run again"
   exit 0
